@@ -1,0 +1,522 @@
+"""The project config: `llmkit.yaml` read once, at the edge, into typed frozen objects.
+
+Every problem in a file is collected and reported together, each naming the key path, the
+value found and what is allowed. `-o key.path=value` overrides go through the same checks.
+`write_back` changes single values in the file without touching its comments or layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tempfile
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from llmkit.errors import ConfigError, LlmkitError
+
+CONFIG_NAME = "llmkit.yaml"
+
+# --------------------------------------------------------------------------------------
+# Size presets: one plain table. Parameter counts are computed from these shapes (see
+# `llmkit size`), never typed by hand. `tiny` trains on 2 CPU cores in minutes; `base` is
+# GPT-2-small sized and wants a GPU.
+# --------------------------------------------------------------------------------------
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "dropout": 0.1,
+             "weight_decay": 0.1, "batch_size": 16, "lr": 1e-3},
+    "small": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.1,
+              "weight_decay": 0.1, "batch_size": 32, "lr": 6e-4},
+    "base": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "dropout": 0.0,
+             "weight_decay": 0.1, "batch_size": 16, "lr": 3e-4},
+}
+MODEL_PRESET_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+TRAINING_PRESET_KEYS = ("weight_decay", "batch_size", "lr")
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str = "llmkit-project"  # shown in run names and logs
+    task: Literal["lm", "span"] = "lm"  # causal language model or span prediction
+    seed: int = 1337  # seeds data order, initialisation and sampling
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: list[str] = field(default_factory=lambda: ["data/train*"])  # paths or globs
+    val: list[str] = field(default_factory=list)  # empty: split val_fraction off train
+    format: Literal["auto", "text", "jsonl"] = "auto"  # auto: by extension
+    val_fraction: float = 0.1  # share of documents held out when `val` is empty
+    text_field: str = "text"  # the JSONL field holding the text
+    cache_dir: str = "data/.cache"  # where `llmkit prepare` writes encoded data
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    path: str = "tokenizer/tokenizer.json"  # trained here when missing
+    kind: Literal["bpe", "char"] = "bpe"  # byte-level BPE, or one token per character
+    vocab_size: int = 8000  # asked of the trainer; the real size may be smaller
+    min_frequency: int = 2  # a merge must occur this often to be learned
+    bos: str = "<bos>"  # id 1
+    eos: str = "<eos>"  # id 2
+    pad: str = "<pad>"  # id 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: Literal["tiny", "small", "base", "custom"] = "tiny"  # preset for unset shape keys
+    vocab_size: int | None = None  # the tokenizer's real size, written by llmkit
+    n_layer: int | None = None  # transformer blocks
+    n_head: int | None = None  # attention heads (must divide n_embd)
+    n_embd: int | None = None  # width of the residual stream
+    block_size: int | None = None  # context length in tokens
+    dropout: float | None = None  # dropout in attention, MLP and residuals
+    bias: bool = False  # biases in Linear and LayerNorm layers
+    pad_vocab_multiple: int = 1  # round embedding rows up (64 helps GPUs); loss unchanged
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int | None = None  # sequences per device per step (preset when unset)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 2000  # optimizer steps
+    lr: float | None = None  # peak learning rate (preset when unset)
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100  # linear warmup from 0
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    weight_decay: float | None = None  # AdamW decay on matrices only (preset when unset)
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    precision: str = "auto"  # auto: bf16-mixed on a GPU that has it, else 32-true
+    devices: int | Literal["auto"] = "auto"
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    num_nodes: int = 1
+    val_every_steps: int = 200  # validate every N optimizer steps
+    val_batches: int = 50  # batches per validation (a fixed set of windows)
+    checkpoint_every_steps: int = 500  # also saved at the end and on Ctrl-C
+    compile: bool = False  # torch.compile the model
+    num_workers: int = 0  # DataLoader workers
+    stop_on_overfit: bool = False  # stop when the overfitting monitor fires
+    overfit_ratio: float = 0.5  # warn when train/val loss falls below this
+    overfit_patience: int = 3  # validations of rising val loss while train loss falls
+
+
+@dataclass(frozen=True)
+class SpanConfig:
+    max_span_tokens: int = 64  # longest span the decoder considers
+    nospan_threshold: float = 0.0  # predict a span only if it beats "no span" by this
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    dir: str = "runs"  # TensorBoard runs go to <dir>/<project.name>/version_N
+    log_every_steps: int = 10  # train/loss and throughput
+    sample_every_steps: int = 200  # text samples (generations or highlighted spans)
+    health_every_steps: int = 100  # per-layer activation RMS and gradient norms
+    num_samples: int = 4  # samples per logging
+
+
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
+
+SECTIONS: dict[str, type] = {
+    "project": ProjectConfig,
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "span": SpanConfig,
+    "logging": LoggingConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated project config. Relative paths resolve against `root`."""
+
+    root: Path
+    project: ProjectConfig
+    data: DataConfig
+    tokenizer: TokenizerConfig
+    model: ModelConfig
+    training: TrainingConfig
+    span: SpanConfig
+    logging: LoggingConfig
+
+    def path(self, rel: str | Path) -> Path:
+        """Resolve a project-relative path (absolute paths are kept)."""
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def file(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the resolved-config copy in each run directory."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def replace(self, section: str, **changes: Any) -> Config:
+        """A copy with some keys of one section changed (no re-validation)."""
+        new = dataclasses.replace(getattr(self, section), **changes)
+        return dataclasses.replace(self, **{section: new})
+
+
+# --------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` that holds `llmkit.yaml` (like git does)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise LlmkitError(
+        f"no {CONFIG_NAME} in {here} or any folder above it; run inside a project, pass "
+        f"-C DIR, or create one with `llmkit new NAME`"
+    )
+
+
+def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate `llmkit.yaml`; raise ConfigError listing every problem."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LlmkitError(f"{path} not found; create a project with `llmkit new NAME`") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([f"not valid YAML at {path}{where}: {problem}"], str(path)) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        found = type(raw).__name__
+        raise ConfigError([f"the top level must be a mapping of sections, found {found}"],
+                          str(path))
+    problems: list[str] = []
+    raw = apply_overrides(raw, overrides, problems)
+    cfg = _build(raw, path.parent.resolve(), problems)
+    if problems:
+        raise ConfigError(problems, str(path))
+    assert cfg is not None
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], root: Path) -> Config:
+    """Validate an in-memory mapping (used by tests and benchmarks)."""
+    problems: list[str] = []
+    cfg = _build(raw, Path(root), problems)
+    if problems:
+        raise ConfigError(problems, "config")
+    assert cfg is not None
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
+                    problems: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides; values are parsed as YAML scalars."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            problems.append(f"override {item!r}: expected section.key=value, e.g. "
+                            f"training.lr=3e-4")
+            continue
+        section, name = parts
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value
+        sec = out.setdefault(section, {})
+        if not isinstance(sec, dict):
+            problems.append(f"override {item!r}: {section} is not a section")
+            continue
+        sec[name] = parsed
+    return out
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
+    """Check one value against a field's type hint; return it (ints widened to floats)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        errors: list[str] = []
+        for arm in (a for a in args if a is not type(None)):
+            sub: list[str] = []
+            got = _check_type(key, value, arm, sub)
+            if not sub:
+                return got
+            errors.extend(sub)
+        allowed = " or ".join(_describe(a) for a in args)
+        problems.append(f"{key}: found {value!r}; allowed: {allowed}")
+        return value
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            hint_txt = _suggest(str(value), [str(a) for a in args])
+            problems.append(f"{key}: found {value!r}; allowed: {choices}{hint_txt}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]  # a single path is a list of one
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f"{key}: found {value!r}; allowed: a path or a list of paths")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{key}: found {value!r}; allowed: true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{key}: found {value!r}; allowed: an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{key}: found {value!r}; allowed: a number")
+            return value
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            problems.append(f"{key}: found {value!r}; allowed: a string")
+        return value
+    if value is None and hint is type(None):
+        return None
+    problems.append(f"{key}: found {value!r}; allowed: {_describe(hint)}")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    if get_origin(hint) is Literal:
+        return " or ".join(repr(a) for a in get_args(hint))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        hint, str(hint))
+
+
+def _build(raw: dict[str, Any], root: Path, problems: list[str]) -> Config | None:
+    sections: dict[str, Any] = {}
+    for name in raw:
+        if name not in SECTIONS:
+            problems.append(f"{name}: unknown section{_suggest(str(name), list(SECTIONS))}; "
+                            f"sections are {', '.join(SECTIONS)}")
+    for name, cls in SECTIONS.items():
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            problems.append(f"{name}: found {given!r}; allowed: a mapping of keys")
+            given = {}
+        hints = get_type_hints(cls)
+        fields = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in hints:
+                problems.append(f"{name}.{key}: unknown key{_suggest(str(key), fields)}")
+                continue
+            before = len(problems)
+            checked = _check_type(f"{name}.{key}", value, hints[key], problems)
+            if len(problems) == before:  # a bad value is reported and left at its default,
+                values[key] = checked  # so that range checks still run on the rest
+
+        try:
+            sections[name] = cls(**values)
+        except TypeError as e:  # only reachable through a bug in the checks above
+            problems.append(f"{name}: {e}")
+    if len(sections) != len(SECTIONS):
+        return None
+    sections = _apply_presets(sections)
+    cfg = Config(root=root, **sections)
+    _check_ranges(cfg, problems)
+    return None if problems else cfg
+
+
+def _apply_presets(sections: dict[str, Any]) -> dict[str, Any]:
+    """Fill shape and training keys left unset from the size preset (tiny for custom)."""
+    model: ModelConfig = sections["model"]
+    preset = PRESETS.get(model.size, PRESETS["tiny"])
+    m = {k: preset[k] for k in MODEL_PRESET_KEYS if getattr(model, k) is None}
+    sections["model"] = dataclasses.replace(model, **m)
+    training: TrainingConfig = sections["training"]
+    t = {k: preset[k] for k in TRAINING_PRESET_KEYS if getattr(training, k) is None}
+    sections["training"] = dataclasses.replace(training, **t)
+    return sections
+
+
+def _check_ranges(cfg: Config, problems: list[str]) -> None:
+    """Value ranges and cross-field rules, all in one place."""
+
+    def need(ok: bool, key: str, value: Any, allowed: str) -> None:
+        if not ok:
+            problems.append(f"{key}: found {value!r}; allowed: {allowed}")
+
+    m, t, d, tk, lg, sp = cfg.model, cfg.training, cfg.data, cfg.tokenizer, cfg.logging, cfg.span
+    for key in ("n_layer", "n_head", "n_embd", "block_size"):
+        v = getattr(m, key)
+        need(v >= 1, f"model.{key}", v, "an integer >= 1")
+    if m.n_head >= 1 and m.n_embd >= 1 and m.n_embd % m.n_head:
+        problems.append(f"model.n_embd: found {m.n_embd}, not divisible by model.n_head="
+                        f"{m.n_head}; allowed: a multiple of n_head (e.g. "
+                        f"{max(m.n_head, m.n_embd // m.n_head * m.n_head)})")
+    need(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a number in [0, 1)")
+    need(m.vocab_size is None or m.vocab_size >= 4, "model.vocab_size", m.vocab_size,
+         "null (set by `llmkit tokenizer`) or an integer >= 4")
+    need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
+         "an integer >= 1 (1 = no padding, 64 for GPUs)")
+    need(tk.vocab_size >= 4, "tokenizer.vocab_size", tk.vocab_size, "an integer >= 4")
+    need(tk.min_frequency >= 1, "tokenizer.min_frequency", tk.min_frequency, "an integer >= 1")
+    specials = [tk.pad, tk.bos, tk.eos]
+    need(len(set(specials)) == 3 and all(specials), "tokenizer.bos/eos/pad", specials,
+         "three different non-empty strings")
+    need(0.0 <= d.val_fraction < 1.0, "data.val_fraction", d.val_fraction, "a number in [0, 1)")
+    need(bool(d.train), "data.train", d.train, "at least one path or glob")
+    for key in ("batch_size", "grad_accum", "max_steps", "val_every_steps", "val_batches",
+                "checkpoint_every_steps", "num_nodes", "overfit_patience"):
+        v = getattr(t, key)
+        need(v >= 1, f"training.{key}", v, "an integer >= 1")
+    need(t.lr > 0, "training.lr", t.lr, "a number > 0")
+    need(0.0 <= t.min_lr_ratio <= 1.0, "training.min_lr_ratio", t.min_lr_ratio, "[0, 1]")
+    need(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "an integer >= 0")
+    need(t.weight_decay >= 0, "training.weight_decay", t.weight_decay, "a number >= 0")
+    need(0.0 <= t.label_smoothing < 1.0, "training.label_smoothing", t.label_smoothing,
+         "a number in [0, 1)")
+    need(t.grad_clip >= 0, "training.grad_clip", t.grad_clip, "a number >= 0 (0 disables)")
+    need(t.precision in PRECISIONS, "training.precision", t.precision,
+         ", ".join(PRECISIONS) + _suggest(t.precision, list(PRECISIONS)))
+    need(t.devices == "auto" or t.devices >= 1, "training.devices", t.devices,
+         "'auto' or an integer >= 1")
+    need(t.num_workers >= 0, "training.num_workers", t.num_workers, "an integer >= 0")
+    need(0.0 < t.overfit_ratio < 1.0, "training.overfit_ratio", t.overfit_ratio, "(0, 1)")
+    need(sp.max_span_tokens >= 1, "span.max_span_tokens", sp.max_span_tokens, "an integer >= 1")
+    for key in ("log_every_steps", "sample_every_steps", "health_every_steps", "num_samples"):
+        v = getattr(lg, key)
+        need(v >= 1, f"logging.{key}", v, "an integer >= 1")
+
+
+# --------------------------------------------------------------------------------------
+# Write-back: change single scalar values, keep everything else byte for byte
+# --------------------------------------------------------------------------------------
+
+_KEY_LINE = re.compile(r"^(?P<indent>[ \t]*)(?P<key>[A-Za-z_][\w-]*)[ \t]*:(?P<rest>.*)$")
+
+
+def _split_comment(rest: str) -> tuple[str, str]:
+    """Split `value  # comment` outside quotes into the value and the comment (with its spaces)."""
+    quote = None
+    for i, ch in enumerate(rest):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or rest[i - 1] in " \t"):
+            j = i
+            while j > 0 and rest[j - 1] in " \t":
+                j -= 1
+            return rest[:j], rest[j:]
+    return rest.rstrip(), rest[len(rest.rstrip()):]
+
+
+def _format_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return dumped.removesuffix("\n...").strip()
+
+
+def write_back(path: Path, updates: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Set `section.key` scalars in a YAML file in place, preserving comments and layout.
+
+    A key that is missing from its section is appended to the section; a missing section
+    is appended at the end. The file is replaced atomically. Returns `{key: (old, new)}`
+    for the keys whose value changed.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    changed: dict[str, tuple[Any, Any]] = {}
+    for dotted, new in updates.items():
+        section, _, key = dotted.partition(".")
+        old = _set_line(lines, section, key, new)
+        if old is not _MISSING and old == new:
+            continue
+        changed[dotted] = (None if old is _MISSING else old, new)
+    if changed:
+        text = "".join(lines)
+        yaml.safe_load(text)  # never write a file we cannot read back
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            if path.exists():
+                os.chmod(tmp, path.stat().st_mode & 0o777)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return changed
+
+
+_MISSING = object()
+
+
+def _set_line(lines: list[str], section: str, key: str, value: Any) -> Any:
+    """Edit `lines` so that section.key == value; return the old value or _MISSING."""
+    sec_start = None
+    sec_end = len(lines)
+    child_indent = None
+    for i, line in enumerate(lines):
+        m = _KEY_LINE.match(line.rstrip("\r\n"))
+        if sec_start is None:
+            if m and not m.group("indent") and m.group("key") == section:
+                sec_start = i
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if line[0] not in " \t":
+            sec_end = i
+            break
+        if m and child_indent is None:
+            child_indent = m.group("indent")
+        if m and m.group("indent") == child_indent and m.group("key") == key:
+            value_txt, comment = _split_comment(m.group("rest"))
+            old = yaml.safe_load(value_txt) if value_txt.strip() else None
+            eol = line[len(line.rstrip("\r\n")):]
+            lead = value_txt[: len(value_txt) - len(value_txt.lstrip())] or " "
+            lines[i] = (f"{m.group('indent')}{m.group('key')}:{lead}{_format_scalar(value)}"
+                        f"{comment}{eol}")
+            return old
+    new_line = f"{child_indent or '  '}{key}: {_format_scalar(value)}\n"
+    if sec_start is None:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.extend([f"{section}:\n", new_line])
+    else:
+        insert = sec_end
+        while insert > sec_start + 1 and not lines[insert - 1].strip():
+            insert -= 1  # keep blank lines between sections after the new key
+        lines.insert(insert, new_line)
+    return _MISSING

@@ -1,0 +1,63 @@
+"""Language-model metrics derived from cross-entropy measured in nats.
+
+PyTorch's `cross_entropy` uses the natural log, so its loss is in nats; dividing by
+`ln 2` turns nats into bits. A NaN loss (a diverged run) passes through as NaN so that the
+caller sees it rather than a crash in the logging path.
+"""
+
+from __future__ import annotations
+
+import math
+
+_LN2 = math.log(2.0)
+
+
+def _as_nats(value: float, name: str) -> float:
+    """`value` as a float, refusing negatives (cross-entropy is never below zero)."""
+    value = float(value)  # also accepts numpy scalars and 0-d tensors
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 nats, got {value}")
+    return value
+
+
+def bits_per_token(mean_ce_nats: float) -> float:
+    """Mean cross-entropy per token in bits: `mean_ce_nats / ln 2`.
+
+    Example: a loss of `ln 2` nats is 1 bit per token.
+
+    Raises:
+        ValueError: `mean_ce_nats` is negative.
+    """
+    return _as_nats(mean_ce_nats, "mean cross-entropy") / _LN2
+
+
+def perplexity(mean_ce_nats: float) -> float:
+    """Perplexity `exp(mean_ce_nats)`; `inf` where the exponential overflows a float.
+
+    A freshly initialised model can have a loss large enough (about 710 nats) for `exp` to
+    overflow; logging `inf` is more useful there than an OverflowError.
+
+    Raises:
+        ValueError: `mean_ce_nats` is negative.
+    """
+    ce = _as_nats(mean_ce_nats, "mean cross-entropy")
+    try:
+        return math.exp(ce)
+    except OverflowError:
+        return math.inf
+
+
+def bits_per_byte(total_ce_nats: float, n_bytes: int) -> float:
+    """Bits per UTF-8 byte of text: `total_ce_nats / ln 2 / n_bytes`.
+
+    Unlike bits per token this does not depend on the tokenizer, so runs with different
+    vocabularies can be compared. `total_ce_nats` is the *summed* loss over the tokens
+    that encode those `n_bytes` bytes, not the mean.
+
+    Raises:
+        ValueError: `total_ce_nats` is negative or `n_bytes` is not a positive integer.
+    """
+    total = _as_nats(total_ce_nats, "total cross-entropy")
+    if isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes <= 0:
+        raise ValueError(f"n_bytes must be a positive integer, got {n_bytes!r}")
+    return total / _LN2 / n_bytes
