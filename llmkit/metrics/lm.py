@@ -8,6 +8,7 @@ caller sees it rather than a crash in the logging path.
 from __future__ import annotations
 
 import math
+import operator
 
 _LN2 = math.log(2.0)
 
@@ -58,6 +59,10 @@ def bits_per_byte(total_ce_nats: float, n_bytes: int) -> float:
         ValueError: `total_ce_nats` is negative or `n_bytes` is not a positive integer.
     """
     total = _as_nats(total_ce_nats, "total cross-entropy")
-    if isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes <= 0:
+    try:
+        count = operator.index(n_bytes)  # ints, numpy ints; not floats
+    except TypeError:
+        count = 0
+    if count <= 0:
         raise ValueError(f"n_bytes must be a positive integer, got {n_bytes!r}")
-    return total / _LN2 / n_bytes
+    return total / _LN2 / count

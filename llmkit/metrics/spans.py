@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
-def _as_span(start: int, end: int, name: str) -> tuple[int, int]:
+def check_span(start: int, end: int, name: str = "a") -> tuple[int, int]:
     """Return `(start, end)` as ints, or raise ValueError when it is not a valid span.
+
+    `name` says which span it is in the message ("gold", "predicted").
 
     Invalid spans are programming errors (the data layer validates user data), so this
     raises ValueError rather than an LlmkitError.
@@ -36,7 +38,7 @@ def _as_span(start: int, end: int, name: str) -> tuple[int, int]:
 
 def is_no_span(start: int, end: int) -> bool:
     """True when `[start, end)` covers no position (`start == end`), i.e. means "no span"."""
-    start, end = _as_span(start, end, "a")
+    start, end = check_span(start, end)
     return start == end
 
 
@@ -49,8 +51,8 @@ def span_iou(pred_start: int, pred_end: int, gold_start: int, gold_end: int) -> 
     Raises:
         ValueError: a span is negative, has `start > end`, or holds non-integers.
     """
-    ps, pe = _as_span(pred_start, pred_end, "predicted")
-    gs, ge = _as_span(gold_start, gold_end, "gold")
+    ps, pe = check_span(pred_start, pred_end, "predicted")
+    gs, ge = check_span(gold_start, gold_end, "gold")
     pred_empty, gold_empty = ps == pe, gs == ge
     if pred_empty or gold_empty:
         # The union is empty only when both are no-spans; that is an exact agreement.
@@ -68,8 +70,8 @@ def exact_match(pred: Sequence[int], gold: Sequence[int]) -> bool:
     Raises:
         ValueError: a span is invalid (see `span_iou`).
     """
-    ps, pe = _as_span(*pred, "predicted")
-    gs, ge = _as_span(*gold, "gold")
+    ps, pe = check_span(*pred, "predicted")
+    gs, ge = check_span(*gold, "gold")
     if ps == pe or gs == ge:
         return ps == pe and gs == ge
     return (ps, pe) == (gs, ge)
@@ -138,9 +140,9 @@ def score_spans(preds: Sequence[Sequence[int]], golds: Sequence[Sequence[int]]) 
         raise ValueError(f"got {len(preds)} predicted spans but {len(golds)} gold spans")
     iou_sum = em_sum = has_iou = has_em = 0.0
     has_n = nospan_n = pred_nospan = both_nospan = 0
-    for pred, gold in zip(preds, golds):
-        ps, pe = _as_span(*pred, "predicted")
-        gs, ge = _as_span(*gold, "gold")
+    for pred, gold in zip(preds, golds, strict=True):
+        ps, pe = check_span(*pred, "predicted")
+        gs, ge = check_span(*gold, "gold")
         iou = span_iou(ps, pe, gs, ge)
         em = float(exact_match((ps, pe), (gs, ge)))
         iou_sum += iou
