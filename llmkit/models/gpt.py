@@ -1,0 +1,390 @@
+"""The GPT trunk (causal or bidirectional) and the causal language model on top of it.
+
+Reads top to bottom: config, attention, MLP, block, trunk (`GPT`), language model
+(`CausalLM`), then two helpers the trainer needs (`param_counts`,
+`configure_optimizer_groups`). Plain `nn.Module`s: no Lightning in here.
+
+Shape letters: B batch, T time (sequence length), C channels (n_embd), V vocabulary,
+nh heads, hs head size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """The shape of a GPT model. `vocab_size` is the tokenizer's real size, never a guess."""
+
+    vocab_size: int  # real number of tokens (specials included); logits have this many
+    n_layer: int  # number of transformer blocks
+    n_head: int  # attention heads per block
+    n_embd: int  # width of the residual stream
+    block_size: int  # longest sequence the position embedding covers
+    dropout: float = 0.0  # on attention weights, residual branches and embeddings
+    bias: bool = False  # biases in Linear and LayerNorm layers
+    causal: bool = True  # False: bidirectional attention (span models)
+    pad_vocab_multiple: int = 1  # round embedding rows up to a multiple of this (64 on GPU)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size",
+                     "pad_vocab_multiple"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not problems and self.n_embd % self.n_head != 0:
+            problems.append(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        if problems:
+            raise ValueError("invalid GPTConfig: " + "; ".join(problems))
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the token embedding: vocab_size rounded up to pad_vocab_multiple."""
+        m = self.pad_vocab_multiple
+        return (self.vocab_size + m - 1) // m * m
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention, causal or bidirectional, through PyTorch's SDPA kernels."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.n_embd = cfg.n_embd
+        self.causal = cfg.causal
+        self.dropout = cfg.dropout
+        # query, key and value projections for all heads in one matmul
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.attn_dropout = nn.Dropout(cfg.dropout)  # only used on the explicit path
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        return_attn: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend; `attn_mask` is a bool (B, 1, T, T) or (B, 1, 1, T), True = may attend.
+
+        Returns the output (B, T, C) and, when `return_attn`, the attention weights
+        (B, nh, T, T); otherwise None.
+        """
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+
+        att = None
+        if return_attn:
+            # The slow, explicit path: SDPA never materialises the weights, so inspection
+            # tools that want to see them pay for the (T, T) matrix here instead.
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
+            if attn_mask is not None:
+                att = att.masked_fill(~attn_mask, float("-inf"))
+            elif self.causal:
+                allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+                att = att.masked_fill(~allowed, float("-inf"))
+            att = F.softmax(att, dim=-1)
+            y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                # with an explicit mask the causal part is already folded into it
+                is_causal=self.causal and attn_mask is None,
+            )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads: (B, T, C)
+        return self.resid_dropout(self.c_proj(y)), att
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: expand 4x, GELU, project back."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = SelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        return_attn: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, att = self.attn(self.ln_1(x), attn_mask, return_attn)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, att  # (B, T, C), (B, nh, T, T) or None
+
+
+class GPT(nn.Module):
+    """The trunk: token + position embeddings, `n_layer` blocks, final LayerNorm.
+
+    Heads live elsewhere (`CausalLM`, `SpanModel`); they read the (B, T, C) output.
+    The blocks are an `nn.ModuleList` named `h`, so hooks can address `h.3`.
+    """
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.apply(_init_weights)
+        # Each residual branch adds to the stream 2 * n_layer times in total; scaling its
+        # output projection keeps the stream's variance from growing with depth (GPT-2).
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_hidden: bool = False,
+        return_attn: bool = False,
+    ) -> torch.Tensor | tuple:
+        """Run the trunk on token ids `idx` (B, T).
+
+        Args:
+            idx: int64 token ids (B, T), every id < `config.vocab_size` (checked upstream).
+            mask: optional bool (B, T), True = real token, False = padding. Padding is
+                hidden from every query as a key. Outputs at padded positions are
+                meaningless; heads must ignore them.
+            return_hidden: also return the residual stream of every layer: the embedding
+                output, then each block's output (n_layer + 1 tensors of (B, T, C),
+                before `ln_f`).
+            return_attn: also return every block's attention weights (n_layer tensors of
+                (B, nh, T, T)); takes a slower explicit path instead of SDPA.
+
+        Returns:
+            The final hidden states (B, T, C) after `ln_f` when no extra is asked for;
+            otherwise a tuple `(x, hidden)`, `(x, attn)` or `(x, hidden, attn)`: the
+            requested extras follow `x` in that order.
+        """
+        B, T = idx.size()
+        if T > self.config.block_size:
+            raise ValueError(
+                f"sequence length {T} is longer than the model's block_size "
+                f"{self.config.block_size}; crop the input to the last "
+                f"{self.config.block_size} tokens or train with a larger block_size"
+            )
+        attn_mask = self._attn_mask(mask, B, T) if mask is not None else None
+
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        # Lists are only built when asked for, so the training path pays nothing.
+        hidden = [x] if return_hidden else None
+        attn = [] if return_attn else None
+        for block in self.h:
+            x, att = block(x, attn_mask, return_attn)
+            if hidden is not None:
+                hidden.append(x)
+            if attn is not None:
+                attn.append(att)
+        x = self.ln_f(x)  # (B, T, C)
+
+        if hidden is None and attn is None:
+            return x
+        extras = [e for e in (hidden, attn) if e is not None]
+        return (x, *extras)
+
+    def _attn_mask(self, mask: torch.Tensor, B: int, T: int) -> torch.Tensor:
+        """Turn a key padding mask (B, T) into a bool attention mask SDPA accepts."""
+        if mask.shape != (B, T):
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {(B, T)}")
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool tensor (True = real token), got {mask.dtype}")
+        attn_mask = mask[:, None, None, :]  # (B, 1, 1, T): the same keys hidden from each query
+        if self.config.causal:
+            causal = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
+            attn_mask = attn_mask & causal  # (B, 1, T, T)
+        return attn_mask
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2 init: N(0, 0.02) for Linear and Embedding weights, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+class CausalLM(nn.Module):
+    """A causal GPT trunk with a language-model head tied to the token embedding."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        if not cfg.causal:
+            # A bidirectional LM sees the token it must predict: its loss drops to ~0.
+            raise ValueError("CausalLM needs a causal trunk; got GPTConfig(causal=False)")
+        self.config = cfg
+        self.transformer = GPT(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
+        # Weight tying: one matrix both embeds tokens and scores them (fewer parameters,
+        # and it trains better on small data).
+        self.lm_head.weight = self.transformer.wte.weight
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits over the real vocabulary from normalised hidden states (..., C) -> (..., V).
+
+        The padding rows of the embedding are cut off here, so they never reach a loss or
+        a sampler. The logit lens can call this on `transformer.ln_f(hidden[i])`.
+        """
+        return self.lm_head(h)[..., : self.config.vocab_size]
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        all_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next-token logits and, when `targets` (B, T) are given, the mean cross-entropy.
+
+        Targets equal to -100 are skipped. Without targets only the last position's logits
+        (B, 1, V) are computed (all that sampling needs) unless `all_logits` is set; with
+        targets, logits are (B, T, V).
+        """
+        x = self.transformer(idx)  # (B, T, C)
+        if targets is not None:
+            logits = self.logits(x)  # (B, T, V)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)),
+                targets.reshape(-1),
+                ignore_index=-100,
+                label_smoothing=label_smoothing,
+            )
+            return logits, loss
+        if all_logits:
+            return self.logits(x), None  # (B, T, V)
+        return self.logits(x[:, [-1], :]), None  # (B, 1, V); the list index keeps the T dim
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        eos_id: int | None = None,
+    ) -> torch.Tensor:
+        """Extend `idx` (B, T) by up to `max_new_tokens` sampled tokens; returns (B, T + n).
+
+        `temperature` 0 picks the most likely token (greedy); `top_k` keeps only the k most
+        likely tokens before sampling; `generator` makes sampling reproducible. With
+        `eos_id`, a row that has produced it is filled with `eos_id` from then on, and
+        generation stops once every row has. Runs in eval mode (no dropout) and restores
+        the previous mode afterwards.
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        was_training = self.training
+        self.eval()
+        try:
+            done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)  # (B,)
+            for _ in range(max_new_tokens):
+                idx_cond = idx[:, -self.config.block_size :]  # the model sees block_size at most
+                logits, _ = self(idx_cond)
+                logits = logits[:, -1, :]  # (B, V): real vocabulary only
+                if temperature == 0:
+                    idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                else:
+                    logits = logits / temperature
+                    if top_k is not None:
+                        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                        logits = logits.masked_fill(logits < v[:, [-1]], float("-inf"))
+                    probs = F.softmax(logits, dim=-1)
+                    idx_next = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                if eos_id is not None:
+                    idx_next = idx_next.masked_fill(done[:, None], eos_id)
+                    done = done | (idx_next[:, 0] == eos_id)
+                idx = torch.cat((idx, idx_next), dim=1)
+                if eos_id is not None and bool(done.all()):
+                    break
+        finally:
+            self.train(was_training)
+        return idx
+
+
+def param_counts(cfg: GPTConfig) -> tuple[int, int]:
+    """(total, non_embedding) parameter counts of the trunk with its tied LM head.
+
+    Non-embedding leaves out the token and position embeddings (the tied head is the token
+    embedding, counted once). The total includes the padding rows of a padded vocabulary.
+    A span head would add 2 * n_embd + 2. The model is built on the meta device, so this
+    costs no memory even for large configs.
+    """
+    with torch.device("meta"):
+        model = GPT(cfg)
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.wte.weight.numel() + model.wpe.weight.numel()
+    return total, total - embedding
+
+
+def configure_optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: decay weight matrices only.
+
+    Decayed: Linear weights (every parameter with dim >= 2 that is not an embedding).
+    Not decayed: biases, LayerNorm weights, and the token and position embeddings. The
+    embeddings are left alone (as in minGPT) because a rare token's row gets a gradient
+    only when the token appears, but decay would shrink it at every step. The LM head is
+    tied to the token embedding, so it is not decayed either. Every trainable parameter
+    appears in exactly one group, tied ones once.
+    """
+    embedding_ids = {
+        id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
+    decay, no_decay = [], []
+    # named_parameters() yields a tied parameter once, under its first name
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.dim() >= 2 and id(p) not in embedding_ids:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
