@@ -1,0 +1,227 @@
+"""The `llmkit` command line.
+
+This is the only place that catches `LlmkitError`: it prints the message in one line and
+exits 1. Heavy modules (torch, lightning) are imported inside the commands that need them,
+so that `llmkit --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llmkit import __version__
+from llmkit.errors import LlmkitError
+
+
+class _Group(click.Group):
+    """A click group that turns LlmkitError into one clear line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlmkitError as e:
+            message = " ".join(str(e).split())  # one line, whatever the message holds
+            raise click.ClickException(message) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="llmkit")
+@click.option("-C", "project_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Run as if started in DIR (the project folder or below it).")
+@click.pass_context
+def cli(ctx: click.Context, project_dir: Path | None) -> None:
+    """Train your own language or span-prediction model from your own data.
+
+    \b
+    Start with:  llmkit new myproj && cd myproj && llmkit train
+    Watch with:  tensorboard --logdir runs
+    """
+    ctx.obj = {"start": project_dir}
+
+
+def _root(ctx: click.Context) -> Path:
+    from llmkit.config import find_project
+
+    start = ctx.obj.get("start") if ctx.obj else None
+    if start is not None and not Path(start).is_dir():
+        raise LlmkitError(f"-C {start}: no such folder")
+    return find_project(start)
+
+
+def _config(ctx: click.Context, overrides: tuple[str, ...] = ()):  # -> Config
+    from llmkit.config import load_config
+
+    return load_config(_root(ctx), list(overrides))
+
+
+_override = click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                         help="Override a config key, e.g. -o training.lr=3e-4 (repeatable).")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--task", type=click.Choice(["lm", "span"]), default="lm", show_default=True,
+              help="lm: causal language model; span: predict a character span of the text.")
+@click.option("--size", type=click.Choice(["auto", "tiny", "small", "base"]), default="auto",
+              show_default=True, help="Model size preset; auto picks one that fits the data.")
+@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
+              help="Your data (a file or folder) instead of the sample data.")
+@click.option("--link-data", is_flag=True, help="Symlink --data instead of copying it.")
+@click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
+@click.pass_context
+def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
+        link_data: bool, force: bool) -> None:
+    """Create a project NAME that trains out of the box on its sample data."""
+    from llmkit.scaffold import create_project
+
+    parent = Path(ctx.obj.get("start") or Path.cwd())
+    result = create_project(name, parent, task=task, size=size, data=data, force=force,
+                            link_data=link_data)
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.option("--vocab-size", type=int, default=None,
+              help="Vocabulary size to ask of the trainer (default: tokenizer.vocab_size).")
+@click.pass_context
+def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
+    """Train the tokenizer on the project's data and sync model.vocab_size."""
+    from llmkit.trainer.sync import train_project_tokenizer
+
+    overrides = (f"tokenizer.vocab_size={vocab_size}",) if vocab_size is not None else ()
+    cfg = _config(ctx, overrides)
+    train_project_tokenizer(cfg, log=click.echo)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Re-encode even when the cache is fresh.")
+@_override
+@click.pass_context
+def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None:
+    """Validate and encode the data into the cache; print a data report."""
+    from llmkit.data.prepare import prepare_data
+    from llmkit.trainer.sync import ensure_tokenizer
+
+    cfg = _config(ctx, overrides)
+    cfg, tok = ensure_tokenizer(cfg, log=click.echo)
+    prepared = prepare_data(cfg, tok, force=force, log=click.echo)
+    click.echo(prepared.report_text())
+
+
+@cli.command()
+@_override
+@click.pass_context
+def size(ctx: click.Context, overrides: tuple[str, ...]) -> None:
+    """Data statistics and the size preset that fits them."""
+    from llmkit.trainer.sizing import size_command
+
+    cfg = _config(ctx, overrides)
+    click.echo(size_command(cfg, log=click.echo))
+
+
+@cli.command()
+@click.option("--resume", is_flag=True, help="Continue the last run from its last checkpoint.")
+@click.option("--max-steps", type=int, default=None, help="Override training.max_steps.")
+@_override
+@click.pass_context
+def train(ctx: click.Context, resume: bool, max_steps: int | None,
+          overrides: tuple[str, ...]) -> None:
+    """Train the model (trains the tokenizer and prepares the data first when needed)."""
+    from llmkit.trainer.run import train as run_training
+
+    if max_steps is not None:
+        overrides = (*overrides, f"training.max_steps={max_steps}")
+    result = run_training(_root(ctx), overrides=list(overrides), resume=resume, log=click.echo)
+    click.echo(result.summary())
+
+
+@cli.command(name="eval")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint to evaluate (default: the best of the latest run).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_override
+@click.pass_context
+def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
+          overrides: tuple[str, ...]) -> None:
+    """Validation metrics of a checkpoint."""
+    from llmkit.trainer.evaluate import evaluate
+
+    cfg = _config(ctx, overrides)
+    metrics = evaluate(cfg, checkpoint)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else
+                       f"{key:>22}: {value}")
+
+
+@cli.command()
+@click.option("--prompt", required=True, help="Text to continue.")
+@click.option("--max-new-tokens", type=int, default=100, show_default=True)
+@click.option("--temperature", type=float, default=0.8, show_default=True,
+              help="0 picks the most likely token each time.")
+@click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
+@click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
+             top_k: int | None, seed: int | None, checkpoint: Path | None) -> None:
+    """Sample a continuation of PROMPT from a language-model checkpoint."""
+    from llmkit.trainer.inference import generate_text
+
+    cfg = _config(ctx)
+    text = generate_text(cfg, prompt, checkpoint=checkpoint, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_k=top_k, seed=seed)
+    click.echo(text)
+
+
+@cli.command()
+@click.option("--text", default=None, help="One text to predict a span for.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
+              help="A JSONL file with a 'text' field per line.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Write predictions as JSONL here instead of printing them.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def predict(ctx: click.Context, text: str | None, input_path: Path | None,
+            output: Path | None, checkpoint: Path | None) -> None:
+    """Predict spans with a span-prediction checkpoint."""
+    from llmkit.trainer.inference import predict_spans
+
+    if (text is None) == (input_path is None):
+        raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
+    cfg = _config(ctx)
+    predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
+                  echo=click.echo)
+
+
+@cli.command()
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--seq-len", type=int, default=None, help="Default: model.block_size.")
+@click.option("--text", default=None, help="Run this text through the tokenizer instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_override
+@click.pass_context
+def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | None,
+          as_json: bool, overrides: tuple[str, ...]) -> None:
+    """One forward/backward pass of the configured model on in-vocabulary ids."""
+    from llmkit.trainer.smoke import run_smoke
+
+    cfg = _config(ctx, overrides)
+    report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="llmkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
