@@ -91,10 +91,10 @@ def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
 @click.pass_context
 def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
     """Train the tokenizer on the project's data and sync model.vocab_size."""
-    from llmkit.trainer.sync import train_project_tokenizer
-
     overrides = (f"tokenizer.vocab_size={vocab_size}",) if vocab_size is not None else ()
     cfg = _config(ctx, overrides)
+    from llmkit.trainer.sync import train_project_tokenizer
+
     train_project_tokenizer(cfg, log=click.echo)
 
 
@@ -104,10 +104,10 @@ def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
 @click.pass_context
 def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None:
     """Validate and encode the data into the cache; print a data report."""
+    cfg = _config(ctx, overrides)
     from llmkit.data.prepare import prepare_data
     from llmkit.trainer.sync import ensure_tokenizer
 
-    cfg = _config(ctx, overrides)
     cfg, tok = ensure_tokenizer(cfg, log=click.echo)
     prepared = prepare_data(cfg, tok, force=force, log=click.echo)
     click.echo(prepared.report_text())
@@ -118,9 +118,9 @@ def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None
 @click.pass_context
 def size(ctx: click.Context, overrides: tuple[str, ...]) -> None:
     """Data statistics and the size preset that fits them."""
+    cfg = _config(ctx, overrides)
     from llmkit.trainer.sizing import size_command
 
-    cfg = _config(ctx, overrides)
     click.echo(size_command(cfg, log=click.echo))
 
 
@@ -132,11 +132,13 @@ def size(ctx: click.Context, overrides: tuple[str, ...]) -> None:
 def train(ctx: click.Context, resume: bool, max_steps: int | None,
           overrides: tuple[str, ...]) -> None:
     """Train the model (trains the tokenizer and prepares the data first when needed)."""
-    from llmkit.trainer.run import train as run_training
-
     if max_steps is not None:
         overrides = (*overrides, f"training.max_steps={max_steps}")
-    result = run_training(_root(ctx), overrides=list(overrides), resume=resume, log=click.echo)
+    root = _root(ctx)
+    _config(ctx, overrides)  # config errors before the slow imports
+    from llmkit.trainer.run import train as run_training
+
+    result = run_training(root, overrides=list(overrides), resume=resume, log=click.echo)
     click.echo(result.summary())
 
 
@@ -149,9 +151,9 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
 def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
+    cfg = _config(ctx, overrides)
     from llmkit.trainer.evaluate import evaluate
 
-    cfg = _config(ctx, overrides)
     metrics = evaluate(cfg, checkpoint)
     if as_json:
         click.echo(json.dumps(metrics, indent=2, sort_keys=True))
@@ -173,9 +175,9 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
              top_k: int | None, seed: int | None, checkpoint: Path | None) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
+    cfg = _config(ctx)
     from llmkit.trainer.inference import generate_text
 
-    cfg = _config(ctx)
     text = generate_text(cfg, prompt, checkpoint=checkpoint, max_new_tokens=max_new_tokens,
                          temperature=temperature, top_k=top_k, seed=seed)
     click.echo(text)
@@ -192,11 +194,11 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
             output: Path | None, checkpoint: Path | None) -> None:
     """Predict spans with a span-prediction checkpoint."""
-    from llmkit.trainer.inference import predict_spans
-
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx)
+    from llmkit.trainer.inference import predict_spans
+
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
                   echo=click.echo)
 
@@ -211,9 +213,9 @@ def predict(ctx: click.Context, text: str | None, input_path: Path | None,
 def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | None,
           as_json: bool, overrides: tuple[str, ...]) -> None:
     """One forward/backward pass of the configured model on in-vocabulary ids."""
+    cfg = _config(ctx, overrides)
     from llmkit.trainer.smoke import run_smoke
 
-    cfg = _config(ctx, overrides)
     report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
 
