@@ -1,0 +1,68 @@
+"""Atomic file writes: a crash or an error never leaves half a file in place.
+
+Every file the user owns (llmkit.yaml, the tokenizer, prepared data, checkpoints) is
+written to a temporary file in the same folder and renamed over the target with
+`os.replace`, which is atomic on POSIX and Windows when both paths are on one filesystem
+(hence "same folder", never /tmp).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it into place when the block succeeds.
+
+    The caller writes the temporary file by any means (`torch.save`, `np.save`, ...). On
+    success it is flushed to disk and renamed over `path`; on any exception it is removed and
+    `path` is left exactly as it was.
+
+    Example:
+        with atomic_path(out / "train.npy") as tmp:
+            np.save(tmp, ids)
+    """
+    path = Path(path)
+    # A hidden name with a random part: never collides with another writer, and a leftover
+    # from a killed process is easy to recognise.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # O_EXCL: never write through a file (or symlink) that someone else created. Mode 0o666
+    # lets the umask decide, as for a plain open(); mkstemp's 0o600 would surprise the user.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        if path.exists():
+            # Replacing a file keeps its permissions (a user's chmod survives a rewrite).
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (temporary file in the same folder + `os.replace`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    """Write `text` to `path` atomically; UTF-8 unless told otherwise, newlines kept as given."""
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def _fsync(path: Path) -> None:
+    # Without fsync a power cut after the rename can leave the new name pointing at an
+    # empty file on some filesystems: the rename reaches the disk before the data.
+    fd = os.open(path, os.O_RDWR)  # Windows refuses to flush a read-only handle
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
