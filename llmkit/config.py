@@ -292,6 +292,11 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
             problems.append(f"{key}: found {value!r}; allowed: an integer")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{key}: found {value!r}; allowed: a number")
             return value
@@ -382,7 +387,9 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
          "null (set by `llmkit tokenizer`) or an integer >= 4")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
          "an integer >= 1 (1 = no padding, 64 for GPUs)")
-    need(tk.vocab_size >= 4, "tokenizer.vocab_size", tk.vocab_size, "an integer >= 4")
+    # Byte-level BPE starts from 256 byte tokens plus the 3 specials.
+    need(tk.kind != "bpe" or tk.vocab_size >= 259, "tokenizer.vocab_size", tk.vocab_size,
+         "an integer >= 259 for kind bpe (256 bytes + 3 specials), or use kind char")
     need(tk.min_frequency >= 1, "tokenizer.min_frequency", tk.min_frequency, "an integer >= 1")
     specials = [tk.pad, tk.bos, tk.eos]
     need(len(set(specials)) == 3 and all(specials), "tokenizer.bos/eos/pad", specials,
@@ -441,7 +448,7 @@ def _format_scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
         return repr(value)
     dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     return dumped.removesuffix("\n...").strip()
@@ -456,6 +463,8 @@ def write_back(path: Path, updates: dict[str, Any]) -> dict[str, tuple[Any, Any]
     """
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"  # so that a key appended at the end starts on its own line
     changed: dict[str, tuple[Any, Any]] = {}
     for dotted, new in updates.items():
         section, _, key = dotted.partition(".")
@@ -511,12 +520,11 @@ def _set_line(lines: list[str], section: str, key: str, value: Any) -> Any:
             return old
     new_line = f"{child_indent or '  '}{key}: {_format_scalar(value)}\n"
     if sec_start is None:
-        if lines and not lines[-1].endswith("\n"):
-            lines[-1] += "\n"
         lines.extend([f"{section}:\n", new_line])
     else:
         insert = sec_end
-        while insert > sec_start + 1 and not lines[insert - 1].strip():
-            insert -= 1  # keep blank lines between sections after the new key
+        while insert > sec_start + 1 and (not lines[insert - 1].strip()
+                                          or lines[insert - 1].startswith("#")):
+            insert -= 1  # blank lines and the next section's comment stay with that section
         lines.insert(insert, new_line)
     return _MISSING
