@@ -24,7 +24,7 @@ SIZES = ("auto", *PRESETS)
 TASK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "lm": {
         "data": {"train": ["data/train.txt"], "val": [], "val_fraction": 0.1},
-        # ~200 KB of text: a small vocabulary, so that every token is seen often enough
+        # ~1 MB of text: a small vocabulary, so that every token is seen often enough
         # to train (a 32k vocabulary here would be mostly untrained embedding rows).
         "tokenizer": {"kind": "bpe", "vocab_size": 2000},
         "training": {"max_steps": 300, "warmup_steps": 30, "val_every_steps": 100,
