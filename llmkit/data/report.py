@@ -1,0 +1,240 @@
+"""The data report: what `llmkit prepare` found, in numbers a user can act on.
+
+Counts of documents and tokens per split, bytes per token, how much of the vocabulary the
+training data uses (a tokenizer much bigger than the data leaves rows of the embedding
+untrained), and how much validation text also occurs verbatim in the training text (if it
+does, validation loss measures memory, not generalisation).
+
+The overlap estimate hashes every window of `WINDOW` consecutive tokens that lies inside
+one document (windows that hold EOS are left out). To keep memory bounded on any corpus,
+only windows whose hash falls in one of `sample` buckets are kept, on both sides: a
+validation window that occurs in the training text has the same hash there, so it is kept
+on both sides or on neither, and the estimate stays unbiased. Small corpora are checked
+exhaustively (`sample == 1`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WINDOW = 32  # tokens per window of the overlap estimate
+MAX_TRAIN_WINDOWS = 1 << 21  # hashes kept from the training data (16 MiB of uint64)
+CHUNK = 1 << 20  # tokens read from a memmap at a time (~40 MB of temporaries)
+VOCAB_USE_WARN = 0.5  # warn when less of the vocabulary than this occurs in train
+OVERLAP_WARN = 0.05  # warn when more val windows than this occur in train
+
+_P = np.uint64(0x100000001B3)  # multiplier of the polynomial rolling hash (FNV prime)
+
+
+@dataclass
+class DataReport:
+    """The numbers of one prepared cache; `format()` for the console, `to_dict()` for JSON."""
+
+    task: str
+    documents_train: int  # documents (lm) or examples kept (span)
+    documents_val: int
+    tokens_train: int  # BOS/EOS included
+    tokens_val: int
+    bytes_train: int  # UTF-8 bytes of the text
+    bytes_val: int
+    vocab_size: int
+    vocab_used: int  # distinct ids occurring in the training data
+    overlap: float | None = None  # lm: share of val windows also in train (None: none checked)
+    overlap_windows: int = 0  # val windows checked
+    overlap_sample: int = 1  # 1 in `overlap_sample` windows checked
+    skipped: dict[str, int] = field(default_factory=dict)  # lines skipped, by reason
+    # span only
+    nospan_train: int | None = None
+    nospan_val: int | None = None
+    duplicate_val_texts: int | None = None  # val examples whose text is also in train
+    widened_spans: int | None = None  # spans that do not end on token boundaries
+
+    @property
+    def bytes_per_token(self) -> float | None:
+        """Text bytes per text token in train (specials left out of the count)."""
+        specials = self.documents_train * (2 if self.task == "span" else 1)
+        text_tokens = self.tokens_train - specials
+        return self.bytes_train / text_tokens if text_tokens > 0 else None
+
+    @property
+    def vocab_use(self) -> float:
+        """Share of the vocabulary's ids that occur in the training data."""
+        return self.vocab_used / self.vocab_size if self.vocab_size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for meta.json (the derived ratios included)."""
+        d = asdict(self)
+        d["bytes_per_token"] = self.bytes_per_token
+        d["vocab_use"] = self.vocab_use
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataReport:
+        """The report saved in meta.json["report"]."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def warnings(self) -> list[str]:
+        """Problems worth a warning before training; empty when the data looks sound."""
+        out = []
+        if self.vocab_use < VOCAB_USE_WARN:
+            out.append(
+                f"only {self.vocab_used} of {self.vocab_size} token ids "
+                f"({self.vocab_use:.0%}) occur in the training data: the rest of the "
+                f"embedding never trains; lower tokenizer.vocab_size and run `llmkit "
+                f"tokenizer` (or use tokenizer.kind: char for data with few distinct "
+                f"characters), or add data"
+            )
+        if self.overlap is not None and self.overlap > OVERLAP_WARN:
+            out.append(
+                f"{self.overlap:.0%} of validation text also occurs verbatim in the training "
+                f"text: validation loss will look better than the model is; remove the "
+                f"duplicates or choose validation files that differ"
+            )
+        if self.duplicate_val_texts:
+            out.append(
+                f"{self.duplicate_val_texts} of {self.documents_val} validation examples have "
+                f"a text that is also in the training data; remove the duplicates"
+            )
+        if self.widened_spans:
+            out.append(
+                f"{self.widened_spans} spans start or end inside a token: the model predicts "
+                f"whole tokens, so these can never match exactly (a char tokenizer, or spans "
+                f"on word boundaries, avoid this)"
+            )
+        return out
+
+    def format(self) -> str:
+        """A few aligned lines for the console."""
+        unit = "examples" if self.task == "span" else "documents"
+        lines = [
+            f"  {unit:<16} train {self.documents_train:,}   val {self.documents_val:,}",
+            f"  {'tokens':<16} train {self.tokens_train:,}   val {self.tokens_val:,}",
+        ]
+        bpt = self.bytes_per_token
+        if bpt is not None:
+            lines.append(f"  {'bytes per token':<16} {bpt:.2f} (training text)")
+        lines.append(f"  {'vocabulary use':<16} {self.vocab_used:,} of {self.vocab_size:,} "
+                     f"ids occur in train ({self.vocab_use:.1%})")
+        if self.task == "lm":
+            if self.overlap is None:
+                lines.append(f"  {'val overlap':<16} not measured (no {WINDOW}-token window "
+                             f"inside a validation document)")
+            else:
+                sample = f", 1 in {self.overlap_sample} sampled" if self.overlap_sample > 1 else ""
+                lines.append(f"  {'val overlap':<16} {self.overlap:.1%} of val {WINDOW}-token "
+                             f"windows also occur in train ({self.overlap_windows:,} "
+                             f"checked{sample})")
+        else:
+            for split, n, total in (("train", self.nospan_train, self.documents_train),
+                                    ("val", self.nospan_val, self.documents_val)):
+                if n is not None and total:
+                    lines.append(f"  {'no-span ' + split:<16} {n:,} of {total:,} "
+                                 f"({n / total:.1%})")
+            if self.duplicate_val_texts is not None:
+                lines.append(f"  {'val duplicates':<16} {self.duplicate_val_texts:,} val "
+                             f"texts also in train")
+        if self.skipped:
+            total = sum(self.skipped.values())
+            kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.skipped.items(),
+                                                             key=lambda kv: -kv[1]))
+            lines.append(f"  {'skipped':<16} {total:,} lines: {kinds}")
+        lines.extend(f"  warning: {w}" for w in self.warnings())
+        return "\n".join(lines)
+
+
+class NpyFile:
+    """A 1-D .npy file read slice by slice with plain file reads.
+
+    Unlike a memmap, the pages read do not stay mapped into the process, so reading a
+    file of many GB leaves the resident memory where it was. Supports `len()` and
+    `[lo:hi]`, which is all the functions below use.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, self.dtype = read(fh)
+            self._offset = fh.tell()
+        if len(shape) != 1:
+            raise ValueError(f"{self.path} holds an array of shape {shape}, not a 1-D one")
+        self._n = shape[0]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        lo, hi, step = index.indices(self._n)
+        if step != 1:
+            raise IndexError("NpyFile supports only contiguous slices")
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset + lo * self.dtype.itemsize)
+            return np.fromfile(fh, dtype=self.dtype, count=max(hi - lo, 0))
+
+
+def vocab_counts(ids: np.ndarray | NpyFile, vocab_size: int, chunk: int = CHUNK) -> np.ndarray:
+    """How often each id occurs in `ids` (a memmap is read `chunk` tokens at a time)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for lo in range(0, len(ids), chunk):
+        part = np.asarray(ids[lo:lo + chunk])
+        counts += np.bincount(part, minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    # splitmix64's finaliser: spreads the polynomial hash so that `h % sample` is uniform.
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def window_hashes(ids: np.ndarray | NpyFile, eos_id: int, window: int = WINDOW, sample: int = 1,
+                  chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Hashes of the `window`-token windows of `ids` that hold no EOS, chunk by chunk.
+
+    Only hashes `h` with `h % sample == 0` are yielded: the same windows on every array.
+    """
+    n = len(ids)
+    for lo in range(0, max(n - window + 1, 0), chunk):
+        a = np.asarray(ids[lo:min(n, lo + chunk + window - 1)]).astype(np.uint64)
+        m = len(a) - window + 1
+        h = np.zeros(m, dtype=np.uint64)
+        with np.errstate(over="ignore"):  # the hash lives modulo 2**64 on purpose
+            for j in range(window):
+                h = h * _P + a[j:j + m]
+            h = _mix(h)
+        eos = np.concatenate([[0], np.cumsum(a == eos_id)])
+        keep = eos[window:window + m] == eos[:m]  # no EOS inside the window
+        if sample > 1:
+            keep &= (h % np.uint64(sample)) == 0
+        yield h[keep]
+
+
+def window_overlap(train: np.ndarray | NpyFile, val: np.ndarray | NpyFile, eos_id: int,
+                   window: int = WINDOW, max_train_windows: int = MAX_TRAIN_WINDOWS
+                   ) -> tuple[float | None, int, int]:
+    """Share of val windows that also occur in train: `(share, val windows checked, sample)`.
+
+    `share` is None when no val window could be checked (documents shorter than `window`).
+    """
+    sample = max(1, math.ceil(len(train) / max_train_windows))
+    seen = np.unique(np.concatenate(
+        [np.zeros(0, np.uint64), *window_hashes(train, eos_id, window, sample)]))
+    checked = found = 0
+    for h in window_hashes(val, eos_id, window, sample):
+        checked += len(h)
+        if len(seen):
+            pos = np.minimum(np.searchsorted(seen, h), len(seen) - 1)
+            found += int(np.count_nonzero(seen[pos] == h))
+    return (found / checked if checked else None), checked, sample

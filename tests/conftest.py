@@ -1,0 +1,123 @@
+"""Shared fixtures: tiny projects on disk (an llmkit.yaml and a little data) and their
+tokenizers. Everything is small enough to prepare and train on 2 CPU cores in seconds."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmkit.config import Config, load_config
+from llmkit.tokenizer import Tokenizer, train_tokenizer
+
+WORDS = ("the king and queen went to a river where old men sat by fire with bread wine "
+         "gold light night day sword crown").split()
+
+
+def lm_text(n_docs: int = 40, seed: int = 0) -> str:
+    """Plain text of `n_docs` paragraphs (documents), separated by blank lines."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9)))
+                 for _ in range(rng.randint(1, 3))]
+        docs.append("\n".join(lines))
+    return "\n\n".join(docs) + "\n"
+
+
+def span_lines(n: int = 30, seed: int = 0) -> str:
+    """JSONL span examples: the span is the word "gold" when present, else null."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 8))]
+        if i % 3:
+            words[rng.randrange(len(words))] = "gold"
+        text = " ".join(words)
+        start = text.find("gold")
+        span = [start, start + 4] if start >= 0 else None
+        out.append(json.dumps({"text": text, "span": span}))
+    return "\n".join(out) + "\n"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def make_lm_text() -> Callable[..., str]:
+    """`make_lm_text(n_docs=40, seed=0)`: paragraphs of random words, blank-line separated."""
+    return lm_text
+
+
+@pytest.fixture
+def make_span_lines() -> Callable[..., str]:
+    """`make_span_lines(n=30, seed=0)`: JSONL span examples (span on "gold", else null)."""
+    return span_lines
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Callable[..., Config]:
+    """Factory: `tiny_project(task="lm", files=None, config=None, name="proj") -> Config`.
+
+    Writes `<tmp>/<name>/llmkit.yaml` (a char tokenizer and a 2-layer, 16-wide model with
+    a 32-token context) and the data `files` (`{relative path: text}`; by default
+    `data/train.txt` for lm, `data/train.jsonl` for span). `config` is merged into the
+    YAML section by section, e.g. `{"data": {"val_fraction": 0.2}}`.
+    """
+
+    def make(task: str = "lm", *, files: dict[str, str] | None = None,
+             config: dict[str, Any] | None = None, name: str = "proj") -> Config:
+        root = tmp_path / name
+        root.mkdir(parents=True, exist_ok=True)
+        if files is None:
+            files = ({"data/train.txt": lm_text()} if task == "lm"
+                     else {"data/train.jsonl": span_lines()})
+        for rel, text in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text, encoding="utf-8")
+        raw = {
+            "project": {"name": name, "task": task, "seed": 1337},
+            "data": {"train": ["data/train*"], "val_fraction": 0.2},
+            "tokenizer": {"kind": "char", "vocab_size": 300},
+            "model": {"size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 16,
+                      "block_size": 32, "dropout": 0.0},
+            "training": {"batch_size": 4, "max_steps": 4, "lr": 1e-3, "warmup_steps": 0,
+                         "val_every_steps": 2, "val_batches": 2, "num_workers": 0},
+        }
+        raw = _merge(raw, config or {})
+        (root / "llmkit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False),
+                                          encoding="utf-8")
+        return load_config(root)
+
+    return make
+
+
+@pytest.fixture
+def project_tokenizer() -> Callable[..., Tokenizer]:
+    """Factory: `project_tokenizer(cfg, files=None) -> Tokenizer`, trained as the config
+    says on `files` (project-relative; default: every file under the project's data/)."""
+
+    def make(cfg: Config, files: list[str] | None = None) -> Tokenizer:
+        if files is None:
+            paths = sorted(p for p in cfg.path("data").rglob("*")
+                           if p.is_file() and ".cache" not in p.parts)
+        else:
+            paths = [cfg.path(f) for f in files]
+        t = cfg.tokenizer
+        return train_tokenizer(paths, cfg.path(t.path), kind=t.kind, vocab_size=t.vocab_size,
+                               min_frequency=t.min_frequency, bos=t.bos, eos=t.eos, pad=t.pad,
+                               text_field=cfg.data.text_field, show_progress=False)
+
+    return make
