@@ -1,0 +1,110 @@
+"""Building the model, the LightningModule and the `lightning.Trainer` from the config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from llmkit.config import Config
+from llmkit.errors import VocabMismatchError
+from llmkit.models import GPTConfig, param_counts
+from llmkit.tokenizer import Tokenizer
+from llmkit.trainer.checkpoint import AtomicCheckpointIO, checkpoint_meta
+from llmkit.trainer.task import TaskModule
+
+
+def gpt_config(cfg: Config, tok: Tokenizer) -> GPTConfig:
+    """The model shape, with the vocabulary size checked against the tokenizer."""
+    m = cfg.model
+    if m.vocab_size != tok.vocab_size:  # ensure_tokenizer syncs; this guards direct callers
+        raise VocabMismatchError(
+            f"model.vocab_size is {m.vocab_size} but {cfg.tokenizer.path} has "
+            f"{tok.vocab_size} tokens; run `llmkit tokenizer` (or `llmkit train`, which "
+            f"syncs it) so that the config matches the tokenizer")
+    return GPTConfig(vocab_size=tok.vocab_size, n_layer=m.n_layer, n_head=m.n_head,
+                     n_embd=m.n_embd, block_size=m.block_size, dropout=m.dropout,
+                     bias=m.bias, causal=cfg.project.task == "lm",
+                     pad_vocab_multiple=m.pad_vocab_multiple)
+
+
+def build_module(cfg: Config, tok: Tokenizer) -> TaskModule:
+    """The LightningModule for the project's task, on a freshly initialised model."""
+    gpt = gpt_config(cfg, tok)
+    meta = checkpoint_meta(cfg, gpt, tok)
+    if cfg.project.task == "span":
+        from llmkit.trainer.span_module import SpanModule
+
+        return SpanModule(cfg, gpt, meta)
+    from llmkit.trainer.lm_module import LMModule
+
+    return LMModule(cfg, gpt, meta)
+
+
+def flops_per_token(gpt: GPTConfig) -> float:
+    """Training FLOPs per token: 6 per non-embedding parameter plus attention (PaLM, app. B)."""
+    _, non_embedding = param_counts(gpt)
+    return 6 * non_embedding + 12 * gpt.n_layer * gpt.n_embd * gpt.block_size
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto`: bf16-mixed on a GPU that supports it, else 32-bit."""
+    if precision == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16-mixed"
+        return "32-true"
+    return "32-true" if precision == "32" else precision
+
+
+def _strategy(cfg: Config) -> Any:
+    name = cfg.training.strategy
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from llmkit.models.gpt import Block
+
+        return FSDPStrategy(auto_wrap_policy={Block})
+    return name
+
+
+def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Callback],
+                  *, stop_at: int | None = None, progress: bool = True) -> L.Trainer:
+    """A `lightning.Trainer` configured from `cfg.training` and `cfg.logging`.
+
+    Args:
+        stop_at: stop after this many optimizer steps, keeping `training.max_steps` as the
+            length of the learning-rate schedule (a 2N-step run stopped at N).
+    """
+    t = cfg.training
+    ckpt_dir = Path(logger.log_dir) / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-step{step:06d}", monitor="val/loss",
+                           mode="min", save_top_k=1, auto_insert_metric_name=False)
+    extra: list[L.Callback] = [best, LearningRateMonitor(logging_interval="step")]
+    if progress:
+        extra.append(TQDMProgressBar(refresh_rate=cfg.logging.log_every_steps))
+    return L.Trainer(
+        accelerator="auto",
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=_strategy(cfg),
+        precision=resolve_precision(t.precision),
+        max_steps=stop_at if stop_at is not None else t.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=t.grad_accum,
+        gradient_clip_val=t.grad_clip or None,
+        val_check_interval=t.val_every_steps * t.grad_accum,  # counted in batches
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches,
+        num_sanity_val_steps=1,
+        logger=logger,
+        callbacks=[*callbacks, *extra],
+        log_every_n_steps=cfg.logging.log_every_steps,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the datasets shard by rank themselves
+    )

@@ -1,0 +1,109 @@
+"""Real training throughput: tokens actually processed per second, and MFU where known."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+# Dense bf16 peak FLOP/s of common accelerators (vendor data sheets, without sparsity).
+PEAK_BF16_FLOPS: dict[str, float] = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The bf16 peak of `device` if it is a GPU we know, else None (CPU: no estimate)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, flops in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return flops
+    return None
+
+
+def count_tokens(batch) -> int:
+    """Real (non-padding) tokens in a batch, counted without a device sync where possible."""
+    if isinstance(batch, dict):
+        if "n_tokens" in batch:  # counted on the CPU by the collate function
+            return int(batch["n_tokens"])
+        return int(batch["mask"].sum())
+    x, _ = batch
+    return x.numel()  # LM windows hold no padding
+
+
+class Throughput(L.Callback):
+    """Log `throughput/tokens_per_sec` from the tokens actually processed.
+
+    Time spent in validation and sampling is excluded. With `flops_per_token` and a known
+    device peak, `throughput/mfu` (model FLOPs utilisation) is logged too.
+
+    Args:
+        log_every_steps: logging interval in optimizer steps (>= 1).
+        flops_per_token: training FLOPs per token (forward + backward), or None.
+
+    Example:
+        >>> cb = Throughput(log_every_steps=10, flops_per_token=6 * 1_000_000)
+    """
+
+    def __init__(self, log_every_steps: int, flops_per_token: float | None = None) -> None:
+        if log_every_steps < 1:
+            raise ValueError(f"log_every_steps must be >= 1, got {log_every_steps}")
+        self.log_every_steps = log_every_steps
+        self.flops_per_token = flops_per_token
+        self._tokens = 0
+        self._t0: float | None = None
+        self._logged_step = -1
+        self.history: list[float] = []  # tokens/s of each logged interval
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._tokens += count_tokens(batch) * trainer.world_size
+        step = trainer.global_step
+        if step % self.log_every_steps == 0 and step != self._logged_step and self._t0:
+            self._log(trainer, pl_module)
+            self._logged_step = step
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self._t0 is None:
+            return
+        self._log_partial_time = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        start = getattr(self, "_log_partial_time", None)
+        if start is not None and self._t0 is not None:
+            self._t0 += time.perf_counter() - start  # validation time is not training time
+            self._log_partial_time = None
+
+    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)  # once per interval, for honest timing
+        now = time.perf_counter()
+        assert self._t0 is not None
+        elapsed = now - self._t0
+        if elapsed <= 0 or self._tokens == 0:
+            return
+        rate = self._tokens / elapsed
+        self.history.append(rate)
+        metrics = {"throughput/tokens_per_sec": rate}
+        peak = peak_flops(pl_module.device)
+        if peak and self.flops_per_token:
+            metrics["throughput/mfu"] = rate * self.flops_per_token / (peak * trainer.world_size)
+        # Straight to the loggers (rank zero only): `self.log` would be written only on the
+        # Trainer's own log_every_n_steps grid, which need not match this interval.
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        self._tokens = 0
+        self._t0 = now

@@ -1,0 +1,134 @@
+"""Checkpoints: atomic writes, what they record, finding them, and loading them safely.
+
+Every checkpoint carries an `llmkit` entry with the model shape, the task and the
+tokenizer's hash and vocabulary size. Loading one next to a different tokenizer or model
+shape is an error that names both sides and the fix (DESIGN.md, problem 1).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from llmkit.config import Config
+from llmkit.errors import CheckpointError, VocabMismatchError
+from llmkit.models import GPTConfig
+from llmkit.tokenizer import Tokenizer
+
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file and rename it into place.
+
+    A crash or Ctrl-C while saving leaves the previous checkpoint intact, never half a file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def checkpoint_meta(cfg: Config, gpt: GPTConfig, tok: Tokenizer) -> dict[str, Any]:
+    """The `llmkit` entry stored in every checkpoint (plain types: loads with weights_only)."""
+    return {
+        "task": cfg.project.task,
+        "gpt": asdict(gpt),
+        "tokenizer_hash": tok.hash,
+        "vocab_size": tok.vocab_size,
+        "tokenizer_path": str(cfg.tokenizer.path),
+    }
+
+
+def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tokenizer,
+                     source: Path) -> None:
+    """Raise if a checkpoint's recorded tokenizer, task or model shape differs from ours."""
+    if meta.get("vocab_size") != tok.vocab_size or meta.get("tokenizer_hash") != tok.hash:
+        raise VocabMismatchError(
+            f"{source} was trained with a tokenizer of vocab size {meta.get('vocab_size')} "
+            f"(hash {str(meta.get('tokenizer_hash'))[:12]}), but {cfg.tokenizer.path} has vocab "
+            f"size {tok.vocab_size} (hash {tok.hash[:12]}); use the tokenizer the checkpoint "
+            f"was trained with, or train a new model with `llmkit train` (without --resume)"
+        )
+    if meta.get("task") != cfg.project.task:
+        raise CheckpointError(f"{source} is a {meta.get('task')} checkpoint but the project "
+                              f"task is {cfg.project.task}")
+    ours = asdict(gpt)
+    theirs = meta.get("gpt", {})
+    shape_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "causal",
+                  "pad_vocab_multiple")
+    diffs = [f"model.{k}: checkpoint {theirs.get(k)!r}, config {ours[k]!r}"
+             for k in shape_keys if theirs.get(k) != ours[k]]
+    if diffs:
+        raise CheckpointError(f"{source} does not fit the configured model ("
+                              + "; ".join(diffs) + "); set those keys back in llmkit.yaml, "
+                              "or start a new run without --resume")
+
+
+def runs_root(cfg: Config) -> Path:
+    """The folder holding this project's runs: <logging.dir>/<project.name>."""
+    return cfg.path(cfg.logging.dir) / cfg.project.name
+
+
+def run_versions(cfg: Config) -> list[Path]:
+    """The run folders (`version_N`), oldest first."""
+    root = runs_root(cfg)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"version_\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def latest_run(cfg: Config) -> Path | None:
+    """The newest run that has a checkpoint, or None."""
+    for run in reversed(run_versions(cfg)):
+        if any((run / "checkpoints").glob("*.ckpt")):
+            return run
+    return None
+
+
+def best_checkpoint(run: Path) -> Path | None:
+    """The best-by-validation checkpoint of a run, else its last one."""
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    if best:
+        return best[-1]
+    last = run / "checkpoints" / LAST
+    return last if last.is_file() else None
+
+
+def find_checkpoint(cfg: Config, given: Path | None) -> Path:
+    """The checkpoint to use for eval/generate/predict, with a helpful error if none."""
+    if given is not None:
+        path = given if given.is_absolute() else Path.cwd() / given
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {given} not found")
+        return path
+    run = latest_run(cfg)
+    ckpt = best_checkpoint(run) if run else None
+    if ckpt is None:
+        raise CheckpointError(f"no checkpoint under {runs_root(cfg)}; train one with "
+                              f"`llmkit train`, or pass --checkpoint PATH")
+    return ckpt
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint's contents on CPU with `weights_only=True` (no pickled code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} not found") from None
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
