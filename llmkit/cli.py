@@ -110,7 +110,7 @@ def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None
 
     cfg, tok = ensure_tokenizer(cfg, log=click.echo)
     prepared = prepare_data(cfg, tok, force=force, log=click.echo)
-    click.echo(prepared.report_text())
+    click.echo(prepared.report.format())
 
 
 @cli.command()
@@ -216,7 +216,8 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
     cfg = _config(ctx, overrides)
     from llmkit.trainer.smoke import run_smoke
 
-    report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text)
+    report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text,
+                       log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
 
 
