@@ -125,7 +125,8 @@ def test_auto_size_follows_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_size_command_reports_the_prepared_data(tiny_project) -> None:
     cfg = tiny_project("lm", config={"model": {"size": "tiny", "n_layer": None, "n_head": None,
-                                               "n_embd": None, "block_size": None}})
+                                               "n_embd": None, "block_size": None},
+                                     "training": {"max_steps": 100}})  # ~20 passes
     messages: list[str] = []
     out = size_command(cfg, log=messages.append)
     meta = json.loads((cfg.path(cfg.data.cache_dir) / "meta.json").read_text())
