@@ -90,7 +90,6 @@ def create_project(
     """
     check_name(name)
     check_task(task)
-    size = resolve_size(size, data)
     parent = Path(parent)
     if not parent.is_dir():
         raise ScaffoldError(f"cannot create {name!r} in {parent}: no such folder; create it "
@@ -98,7 +97,7 @@ def create_project(
     target = parent / name
     _check_target(target, force)
 
-    plan, notes = _plan(name, task, size, data, link_data)
+    plan, notes, size = _plan(name, task, size, data, link_data)
     root = target.resolve()  # the folder every planned path must stay inside
     for item in plan:
         _check_inside(root, item.rel)
@@ -142,13 +141,15 @@ def _check_target(target: Path, force: bool) -> None:
 
 
 def _plan(name: str, task: str, size: str, data: Path | None,
-          link_data: bool) -> tuple[list[_Planned], list[str]]:
-    """Every file of the new project, rendered in memory, and notes; writes nothing."""
+          link_data: bool) -> tuple[list[_Planned], list[str], str]:
+    """Every file of the new project rendered in memory, notes, the preset; writes nothing."""
     data_plan = plan_user_data(data, task, link=link_data) if data is not None else None
+    size, extra = resolve_size(size, data, task)  # after the data path was checked
     if data_plan is None:
-        values = config_values(name, task, size)
+        values = config_values(name, task, size, extra=extra)
     else:
-        values = config_values(name, task, size, train=data_plan.train, val=data_plan.val)
+        values = config_values(name, task, size, train=data_plan.train, val=data_plan.val,
+                               extra=extra)
     context = template_context(values, own_data=data_plan is not None)
 
     plan: list[_Planned] = []
@@ -167,7 +168,7 @@ def _plan(name: str, task: str, size: str, data: Path | None,
             more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
             notes.append(f"not used as data (a {task} project reads other file types): "
                          f"{', '.join(skipped[:5])}{more}")
-    return plan, notes
+    return plan, notes, size
 
 
 def _check_sample_shipped(task: str, data: dict[str, Any], planned: set[str]) -> None:

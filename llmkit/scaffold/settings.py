@@ -46,21 +46,34 @@ TASK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def resolve_size(size: str, data_path: Path | None) -> str:
-    """The size preset for `llmkit new --size SIZE`.
+def resolve_size(size: str, data_path: Path | None,
+                 task: str = "lm") -> tuple[str, dict[str, dict[str, Any]]]:
+    """The size preset for `llmkit new --size SIZE`, and settings that go with it.
 
-    "auto" returns "tiny" for now, whatever the data: a later issue makes it data-aware
-    (count the tokens in `data_path` and pick the largest preset the data can train
-    without memorising it). Any other size must name a preset in `config.PRESETS`.
+    "auto" with the user's data picks what `llmkit size` would recommend: the largest
+    preset whose estimated tokens per parameter reach the sizing target, with dropout and
+    weight decay that follow the data size (see llmkit/trainer/sizing.py, docs/sizing.md).
+    "auto" on the sample data is "tiny", sized for it. Any other size must name a preset in
+    `config.PRESETS`; its own regularisation defaults apply.
     """
     if size == "auto":
-        return "tiny"
+        if data_path is None:
+            return "tiny", {}
+        from llmkit.trainer.sizing import recommend_for_data  # imports torch: only here
+
+        kind = TASK_SETTINGS[task]["tokenizer"]["kind"]
+        rec = recommend_for_data(data_path, kind=kind, task=task)
+        extra: dict[str, dict[str, Any]] = {
+            "model": {"dropout": rec.dropout},
+            "training": {"weight_decay": rec.weight_decay},
+        }
+        return rec.preset, extra
     if size not in PRESETS:
         raise ScaffoldError(
             f"--size {size!r} is not a size preset; allowed: {', '.join(SIZES)} "
             f"(auto picks one for the data)"
         )
-    return size
+    return size, {}
 
 
 def check_task(task: str) -> None:
@@ -74,11 +87,12 @@ def check_task(task: str) -> None:
 
 def config_values(
     name: str, task: str, size: str, *, train: list[str] | None = None,
-    val: list[str] | None = None,
+    val: list[str] | None = None, extra: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every key of every config section, as the new project's `llmkit.yaml` sets it.
 
-    `train` and `val` replace the sample data's files when the user brings their own data.
+    `train` and `val` replace the sample data's files when the user brings their own data;
+    `extra` holds settings chosen for that data (see `resolve_size`).
     """
     values = {sec: dataclasses.asdict(cls()) for sec, cls in SECTIONS.items()}
     preset = PRESETS[size]
@@ -90,4 +104,6 @@ def config_values(
         values[section].update(settings)
     if train is not None:
         values["data"].update(train=list(train), val=list(val or []))
+    for section, settings in (extra or {}).items():
+        values[section].update(settings)
     return values

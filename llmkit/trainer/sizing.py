@@ -293,19 +293,25 @@ def estimate_train_tokens(data_path: Path, kind: str = "bpe") -> int:
     return int(tokens * TRAIN_SHARE)
 
 
-def auto_size_for_data(data_path: Path, *, kind: str = "bpe", task: str = "lm") -> str:
-    """The preset `llmkit new --size auto` writes for the data at `data_path`.
+def recommend_for_data(data_path: Path, *, kind: str = "bpe",
+                       task: str = "lm") -> SizeRecommendation:
+    """What `llmkit new --size auto --data PATH` writes for the data at `data_path`.
 
     The tokens are estimated by `estimate_train_tokens` (no tokenizer is trained); the
     choice is `recommend_preset`'s. The vocabulary size does not change tokens per
     non-embedding parameter, so a placeholder size is used.
 
     Example:
-        >>> auto_size_for_data(Path("data/train.txt"))
+        >>> recommend_for_data(Path("data/train.txt")).preset
         'tiny'
     """
     tokens = estimate_train_tokens(data_path, kind)
-    return recommend_preset(tokens, vocab_size=256, task=task).preset
+    return recommend_preset(tokens, vocab_size=256, task=task)
+
+
+def auto_size_for_data(data_path: Path, *, kind: str = "bpe", task: str = "lm") -> str:
+    """The preset name of `recommend_for_data`."""
+    return recommend_for_data(data_path, kind=kind, task=task).preset
 
 
 def _data_files(path: Path) -> Iterable[Path]:

@@ -101,10 +101,21 @@ def test_written_values_are_the_preset(here: Path, task: str, size: str) -> None
         assert getattr(cfg.training, key) == preset[key], key
 
 
-def test_auto_size_is_tiny_for_now(here: Path, tmp_path: Path) -> None:
-    assert resolve_size("auto", None) == "tiny"
-    assert resolve_size("auto", tmp_path) == "tiny"
+def test_auto_size_is_tiny_on_the_sample(here: Path) -> None:
+    assert resolve_size("auto", None) == ("tiny", {})
     assert load_config(create_project("a", here, size="auto").root).model.size == "tiny"
+
+
+def test_auto_size_follows_the_users_data(here: Path, tmp_path: Path) -> None:
+    # ~40 KB of text is far below what even tiny needs: tiny, with strong regularisation.
+    small = tmp_path / "small.txt"
+    small.write_text("".join(f"line {i} of a small corpus\n\n" for i in range(1500)))
+    cfg = load_config(create_project("s", here, size="auto", data=small).root)
+    assert cfg.model.size == "tiny"
+    assert cfg.model.dropout == 0.2 and cfg.training.weight_decay >= 0.1
+    # The same data with an explicit preset keeps that preset's own defaults.
+    cfg = load_config(create_project("t", here, size="small", data=small).root)
+    assert cfg.model.size == "small" and cfg.model.dropout == 0.1
 
 
 @pytest.mark.parametrize("task", ["lm", "span"])
