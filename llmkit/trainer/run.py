@@ -61,8 +61,18 @@ class RunResult:
 
 
 def train(root: Path, overrides: list[str] | None = None, *, resume: bool = False,
-          stop_at: int | None = None, log: Log = print, progress: bool = True) -> RunResult:
-    """Train the project at `root`; see the module docstring for the steps."""
+          stop_at: int | None = None, log: Log = print, progress: bool = True,
+          extra_callbacks: list[L.Callback] | None = None) -> RunResult:
+    """Train the project at `root`; see the module docstring for the steps.
+
+    Args:
+        overrides: `section.key=value` config overrides, as `-o` on the command line.
+        resume: continue the newest run from its last checkpoint, in the same run folder.
+        stop_at: stop after this many steps; `training.max_steps` still sets the schedule.
+        log: where progress lines and warnings go.
+        progress: show the progress bar (and tokenizer training progress).
+        extra_callbacks: more Lightning callbacks (benchmarks, experiments).
+    """
     cfg = load_config(root, overrides or [])
     L.seed_everything(cfg.project.seed, workers=True, verbose=False)
 
@@ -92,6 +102,7 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         _samples_callback(cfg, tok),
         HealthMonitor(cfg.logging.health_every_steps, log=log),
         overfit,
+        *(extra_callbacks or []),
     ]
     trainer = build_trainer(cfg, logger, callbacks, stop_at=stop_at, progress=progress)
     if trainer.global_rank == 0:
