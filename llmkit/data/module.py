@@ -94,8 +94,12 @@ class LlmkitDataModule(L.LightningDataModule):
         else:
             on_cuda = torch.cuda.is_available()
         workers = self.cfg.training.num_workers
+        # A DataLoader without a generator draws its worker seed from the global torch RNG
+        # each time it is iterated: every validation, and the fresh train iterator of a
+        # resumed run, would shift the dropout stream, and `--resume` would not be exact.
+        generator = torch.Generator().manual_seed(self.cfg.project.seed)
         return {"num_workers": workers, "pin_memory": on_cuda,
-                "persistent_workers": workers > 0}
+                "persistent_workers": workers > 0, "generator": generator}
 
     def train_dataloader(self) -> DataLoader:
         """LM: endless `(x, y)` batches; span: shuffled padded batches (see collate_spans)."""
@@ -104,9 +108,9 @@ class LlmkitDataModule(L.LightningDataModule):
             # The windows make whole batches themselves (see LMTrainWindows).
             return DataLoader(self._lm_train(self._start_batch), batch_size=None,
                               **self._loader_args())
-        g = torch.Generator().manual_seed(self.cfg.project.seed)
+        # shuffled with the seeded generator of _loader_args
         return DataLoader(self.train_set, batch_size=self._batch_size, shuffle=True,
-                          generator=g, collate_fn=partial(collate_spans, pad_id=self.tok.pad_id),
+                          collate_fn=partial(collate_spans, pad_id=self.tok.pad_id),
                           **self._loader_args())
 
     def val_dataloader(self) -> DataLoader:

@@ -74,8 +74,9 @@ def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tok
              for k in shape_keys if theirs.get(k) != ours[k]]
     if diffs:
         raise CheckpointError(f"{source} does not fit the configured model ("
-                              + "; ".join(diffs) + "); set those keys back in llmkit.yaml, "
-                              "or start a new run without --resume")
+                              + "; ".join(diffs) + "); set those keys back in llmkit.yaml "
+                              "to use it, or train a new model with `llmkit train` (without "
+                              "--resume)")
 
 
 def runs_root(cfg: Config) -> Path:

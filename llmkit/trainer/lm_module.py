@@ -55,6 +55,9 @@ class LMModule(TaskModule):
             torch.tensor(float(self._val_count), device=self.device, dtype=torch.float64),
             reduce_op="sum")
         ce = float(total / count.clamp_min(1.0))
+        # Every rank holds the same numbers now; sync_dist averages them (a no-op) and
+        # keeps Lightning from warning that epoch-level metrics are not synchronised.
         self.log_dict({"val/loss": ce, "val/ppl": perplexity(ce),
-                       "val/bits_per_token": bits_per_token(ce)}, prog_bar=False)
-        self.log("val_loss", ce, prog_bar=True, logger=False)  # short name for the bar
+                       "val/bits_per_token": bits_per_token(ce)}, prog_bar=False,
+                      sync_dist=True)
+        self.log("val_loss", ce, prog_bar=True, logger=False, sync_dist=True)  # for the bar

@@ -10,11 +10,12 @@ from pathlib import Path
 import lightning as L
 import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import Config, load_config
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
-from llmkit.errors import CheckpointError
+from llmkit.errors import CheckpointError, LlmkitError
 from llmkit.trainer.build import build_module, build_trainer, flops_per_token
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
 from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
@@ -34,6 +35,10 @@ from llmkit.trainer.sync import ensure_tokenizer
 Log = Callable[[str], None]
 
 
+class TrainingInterrupted(LlmkitError):
+    """Ctrl-C or SIGTERM stopped training; the message says what `last.ckpt` holds."""
+
+
 @dataclass
 class RunResult:
     """What a training run produced, for the CLI's closing lines and for tests."""
@@ -43,18 +48,18 @@ class RunResult:
     best_checkpoint: Path | None
     best_val_loss: float | None
     global_step: int
-    interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    global_rank: int = 0
 
     def summary(self) -> str:
+        """The closing lines of `llmkit train` (empty on ranks other than 0)."""
+        if self.global_rank != 0:
+            return ""
         lines = [*self.notes]
-        state = "interrupted" if self.interrupted else "finished"
-        lines.append(f"training {state} at step {self.global_step}")
+        lines.append(f"training finished at step {self.global_step}")
         if self.best_val_loss is not None:
             lines.append(f"best val/loss {self.best_val_loss:.4f}: {self.best_checkpoint}")
         lines.append(f"last checkpoint: {self.last_checkpoint}")
-        if self.interrupted:
-            lines.append("continue with: llmkit train --resume")
         lines.append(f"TensorBoard logs: {self.run_dir}")
         lines.append(f"open them with: tensorboard --logdir {self.run_dir.parent}")
         return "\n".join(lines)
@@ -73,7 +78,12 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         progress: show the progress bar (and tokenizer training progress).
         extra_callbacks: more Lightning callbacks (benchmarks, experiments).
     """
+    if rank_zero_only.rank != 0:
+        # Under DDP the launcher starts this command again for each other rank (its rank
+        # is in the environment): rank 0 alone reports.
+        log = _quiet
     cfg = load_config(root, overrides or [])
+    resume_run = _run_to_resume(cfg) if resume else None  # fail before the slow steps
     L.seed_everything(cfg.project.seed, workers=True, verbose=False)
 
     # The tokenizer is the single source of truth for the vocabulary; the data cache is
@@ -86,7 +96,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
     for warning in preflight_warnings(cfg, module.model.config, prepared.meta["report"]):
         log(warning)  # too little data for the model, unused vocabulary, val text in train
 
-    ckpt_path, version = _resume_point(cfg, module, tok) if resume else (None, None)
+    ckpt_path, version = (_resume_point(resume_run, cfg, module, tok) if resume_run
+                          else (None, None))
     logger = TensorBoardLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
                                version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
@@ -109,7 +120,14 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         _save_run_config(cfg, run_dir)
     log(f"run: {run_dir}{' (resumed from ' + str(ckpt_path) + ')' if ckpt_path else ''}")
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (KeyboardInterrupt, SystemExit):
+        # Lightning ends Ctrl-C with exit status 1 and SIGTERM with status 0 (a killed job
+        # would look finished), after LastCheckpoint has saved: say so, and how to go on.
+        if not last.interrupted:
+            raise
+        raise TrainingInterrupted(_interrupted(trainer.global_step, last)) from None
 
     best = trainer.checkpoint_callback
     best_path = Path(best.best_model_path) if best and best.best_model_path else None
@@ -117,16 +135,36 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
     best_score = float(score) if score is not None else None
     return RunResult(run_dir=run_dir, last_checkpoint=last.path, best_checkpoint=best_path,
                      best_val_loss=best_score, global_step=trainer.global_step,
-                     interrupted=last.interrupted, notes=[overfit.summary()])
+                     notes=[overfit.summary()], global_rank=trainer.global_rank)
 
 
-def _resume_point(cfg: Config, module, tok) -> tuple[Path, int]:
-    """The last checkpoint of the newest run, checked against the current model/tokenizer."""
+def _quiet(_: str) -> None:
+    pass
+
+
+def _interrupted(step: int, last: LastCheckpoint) -> str:
+    if last.saved_step == step:
+        saved = f"saved step {step} to {last.path}"
+    elif last.path.is_file():
+        saved = f"stopped inside an optimizer update, so {last.path} keeps an earlier step"
+    else:
+        saved = "no checkpoint was saved yet"
+    resume = "; continue with `llmkit train --resume`" if last.path.is_file() else ""
+    return f"training interrupted at step {step}: {saved}{resume}"
+
+
+def _run_to_resume(cfg: Config) -> Path:
+    """The newest run, which must have a `last.ckpt`."""
     run = latest_run(cfg)
-    ckpt = run / "checkpoints" / LAST if run else None
-    if ckpt is None or not ckpt.is_file():
+    if run is None or not (run / "checkpoints" / LAST).is_file():
         raise CheckpointError(f"nothing to resume: no {LAST} under {runs_root(cfg)}; start "
                               f"with `llmkit train`")
+    return run
+
+
+def _resume_point(run: Path, cfg: Config, module, tok) -> tuple[Path, int]:
+    """The run's last checkpoint, checked against the current model and tokenizer."""
+    ckpt = run / "checkpoints" / LAST
     meta = load_checkpoint(ckpt).get("llmkit", {})
     check_compatible(meta, cfg, module.model.config, tok, ckpt)
     return ckpt, int(run.name.split("_")[1])

@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class LastCheckpoint(L.Callback):
     """Save `<dirpath>/last.ckpt` every `every_n_steps` optimizer steps and when stopped.
 
-    The checkpoint is written right after an optimizer step, so `llmkit train --resume`
-    continues with exactly the batches an uninterrupted run would have seen. On Ctrl-C or
-    SIGTERM the last completed step is saved; on any other error nothing is written, so the
-    last good checkpoint stays as it was (a NaN loss must not overwrite it).
+    The checkpoint is written right after an optimizer step (never after a micro-batch in
+    the middle of a gradient accumulation), so `llmkit train --resume` continues with
+    exactly the batches an uninterrupted run would have seen. On Ctrl-C or SIGTERM the
+    current state is saved, unless the interruption came inside an optimizer update (the
+    weights could be half updated): then the previous `last.ckpt` is kept. An interruption
+    between the micro-batches of an accumulation saves the data position after the last
+    micro-batch, so the first step after a resume uses only the remaining micro-batches.
+    On any other error nothing is written, so the last good checkpoint stays as it was (a
+    NaN loss must not overwrite it).
 
     Args:
         dirpath: the run's checkpoint folder.
@@ -29,13 +35,25 @@ class LastCheckpoint(L.Callback):
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_steps = every_n_steps
-        self._saved_step = -1
+        self.saved_step = -1  # the step of the last save of this run (-1: none yet)
         self.interrupted = False
+        self._step_at_batch_start: int | None = None
+        self._updating = False  # between on_before_optimizer_step and the end of the batch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             batch, batch_idx: int) -> None:
+        self._step_at_batch_start = trainer.global_step
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        self._updating = True
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs, batch, batch_idx: int) -> None:
+        self._updating = False
         step = trainer.global_step
-        if step % self.every_n_steps == 0:
+        stepped = step != self._step_at_batch_start  # False for a micro-batch that accumulates
+        if stepped and step % self.every_n_steps == 0:
             self._save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -45,11 +63,13 @@ class LastCheckpoint(L.Callback):
                      exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             self.interrupted = True
-            self._save(trainer)
+            if not self._updating:
+                self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
         step = trainer.global_step
-        if step == self._saved_step or step == 0:
+        if step == self.saved_step or step == 0:
             return  # once per optimizer step; nothing worth keeping before the first
-        trainer.save_checkpoint(self.path)
-        self._saved_step = step
+        # weights_only=False: the full training state (Lightning logs a line when unset)
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.saved_step = step

@@ -72,10 +72,16 @@ class LMSamples(L.Callback):
         self.temperature = temperature
         self.top_k = top_k
         self._logged_step = -1
+        self._step_at_batch_start: int | None = None
         self.last_text: str | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_at_batch_start = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
+        if step == self._step_at_batch_start:
+            return  # a micro-batch of a gradient accumulation: no optimizer step yet
         if step % self.every_n_steps == 0 and step != self._logged_step:
             self._sample(trainer, pl_module)
 
@@ -92,16 +98,16 @@ class LMSamples(L.Callback):
         self._logged_step = trainer.global_step
         if self.prompts is None:
             self.prompts = self._pick_prompts(trainer)
-        model = pl_module.model
         gen = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        # One batch for all prompts: they have the same length (validation windows all
+        # hold block_size tokens).
+        idx = torch.tensor(self.prompts, dtype=torch.long, device=pl_module.device)  # (P, t)
+        out = pl_module.model.generate(idx, self.max_new_tokens, temperature=self.temperature,
+                                       top_k=self.top_k, generator=gen)
         parts = []
-        for prompt in self.prompts:
-            idx = torch.tensor([prompt], dtype=torch.long, device=pl_module.device)
-            out = model.generate(idx, self.max_new_tokens, temperature=self.temperature,
-                                 top_k=self.top_k, generator=gen)
-            prompt_text = self.decode(prompt)
-            new_text = self.decode(out[0, len(prompt):].tolist())
-            parts.append(code_block(prompt_text + " ⟶ " + new_text))
+        for prompt, row in zip(self.prompts, out.tolist(), strict=True):
+            new_text = self.decode(row[len(prompt):])
+            parts.append(code_block(self.decode(prompt) + " ⟶ " + new_text))
         self.last_text = "\n\n".join(parts)
         _add_text(trainer, "samples/generated", self.last_text)
 

@@ -44,8 +44,11 @@ def count_tokens(batch) -> int:
 class Throughput(L.Callback):
     """Log `throughput/tokens_per_sec` from the tokens actually processed.
 
-    Time spent in validation and sampling is excluded. With `flops_per_token` and a known
-    device peak, `throughput/mfu` (model FLOPs utilisation) is logged too.
+    Only training time counts: each interval runs from the first batch after a logging
+    step to a logging step, so what runs in between (text samples, checkpoints, the
+    validation of that step) is left out, and so is any validation inside an interval.
+    With `flops_per_token` and a known device peak, `throughput/mfu` (model FLOPs
+    utilisation) is logged too.
 
     Args:
         log_every_steps: logging interval in optimizer steps (>= 1).
@@ -61,31 +64,33 @@ class Throughput(L.Callback):
         self.log_every_steps = log_every_steps
         self.flops_per_token = flops_per_token
         self._tokens = 0
-        self._t0: float | None = None
-        self._logged_step = -1
+        self._t0: float | None = None  # start of the current interval; None: next batch
+        self._step_at_batch_start: int | None = None
+        self._val_start: float | None = None
         self.history: list[float] = []  # tokens/s of each logged interval
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_at_batch_start = trainer.global_step
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._tokens += count_tokens(batch) * trainer.world_size
         step = trainer.global_step
-        if step % self.log_every_steps == 0 and step != self._logged_step and self._t0:
+        if step == self._step_at_batch_start:
+            return  # a micro-batch of a gradient accumulation: no optimizer step yet
+        if step % self.log_every_steps == 0:
             self._log(trainer, pl_module)
-            self._logged_step = step
+            self._t0 = None  # the next interval starts at the next training batch
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self._t0 is None:
-            return
-        self._log_partial_time = time.perf_counter()
+        if not trainer.sanity_checking and self._t0 is not None:
+            self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        start = getattr(self, "_log_partial_time", None)
-        if start is not None and self._t0 is not None:
-            self._t0 += time.perf_counter() - start  # validation time is not training time
-            self._log_partial_time = None
+        if self._val_start is not None and self._t0 is not None:
+            self._t0 += time.perf_counter() - self._val_start  # not training time
+        self._val_start = None
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -106,4 +111,3 @@ class Throughput(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         self._tokens = 0
-        self._t0 = now

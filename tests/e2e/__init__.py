@@ -1,0 +1,1 @@
+"""End-to-end tests: the installed `llmkit` command run in subprocesses, as a user runs it."""
