@@ -139,7 +139,8 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
     from llmkit.trainer.run import train as run_training
 
     result = run_training(root, overrides=list(overrides), resume=resume, log=click.echo)
-    click.echo(result.summary())
+    if summary := result.summary():  # empty on DDP ranks other than 0
+        click.echo(summary)
 
 
 @cli.command(name="eval")
@@ -171,11 +172,13 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 @click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
 @click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_override
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int | None, checkpoint: Path | None) -> None:
+             top_k: int | None, seed: int | None, checkpoint: Path | None,
+             overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
-    cfg = _config(ctx)
+    cfg = _config(ctx, overrides)
     from llmkit.trainer.inference import generate_text
 
     text = generate_text(cfg, prompt, checkpoint=checkpoint, max_new_tokens=max_new_tokens,
@@ -190,13 +193,14 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None) -> None:
+            output: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]) -> None:
     """Predict spans with a span-prediction checkpoint."""
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
-    cfg = _config(ctx)
+    cfg = _config(ctx, overrides)
     from llmkit.trainer.inference import predict_spans
 
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
