@@ -5,12 +5,11 @@ checkpoint that does not fit the configured model or tokenizer is refused, namin
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from llmkit.config import Config
@@ -36,15 +35,6 @@ CONFIG = {
 
 def _quiet(_: str) -> None:
     pass
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models train faster on one thread, and far faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _scalars(run_dir: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
