@@ -92,6 +92,9 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
     prepared = prepare_data(cfg, tok, log=log, progress=progress)
 
     module = build_module(cfg, tok)
+    if cfg.training.compile:
+        # In place: parameter names (and so checkpoints) stay those of the plain model.
+        module.model.compile()
     datamodule = LlmkitDataModule(cfg, tok)
     for warning in preflight_warnings(cfg, module.model.config, prepared.meta["report"]):
         log(warning)  # too little data for the model, unused vocabulary, val text in train
