@@ -176,7 +176,7 @@ def _resume_point(run: Path, cfg: Config, module, tok) -> tuple[Path, int]:
 def _samples_callback(cfg: Config, tok) -> L.Callback:
     n = cfg.logging.num_samples
     if cfg.project.task == "span":
-        return SpanSamples(n)
+        return SpanSamples(n, cfg.logging.sample_every_steps)
     return LMSamples(n, tok.decode, cfg.logging.sample_every_steps, max_new_tokens=48,
                      seed=cfg.project.seed)
 

@@ -32,6 +32,7 @@ TRAIN_OVERRIDES = [
     f"training.max_steps={STEPS}", f"training.val_every_steps={VAL_EVERY}",
     "training.warmup_steps=10", "training.lr=3e-3", "training.checkpoint_every_steps=60",
     "logging.num_samples=8", "logging.log_every_steps=10",
+    f"logging.sample_every_steps={VAL_EVERY}",
 ]
 ONE_TEXT = r"(\x.x) y"  # the redex is the whole text: [0, 8)
 SPAN_METRICS = ("val/span_iou", "val/exact_match", "val/nospan_precision", "val/nospan_recall")
@@ -105,7 +106,7 @@ def test_span_samples_mark_gold_and_predicted_character_spans(trained, read_even
     events = read_events(trained["run_dir"])
     assert "samples/spans" in events.text_tags
     texts = events.texts("samples/spans")
-    assert len(texts) == STEPS // VAL_EVERY  # after each validation, not the sanity check
+    assert len(texts) == STEPS // VAL_EVERY  # each validation (sample_every = val_every)
     text = texts[-1][1]
 
     samples = parse_samples(text)

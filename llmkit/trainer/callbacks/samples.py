@@ -113,7 +113,10 @@ class LMSamples(L.Callback):
 
 
 class SpanSamples(L.Callback):
-    """After each validation, log fixed validation examples with gold and predicted spans.
+    """After validation, log fixed validation examples with gold and predicted spans.
+
+    Logged after the first validation, then after the first validation at least
+    `every_n_steps` optimizer steps after the last logging.
 
     The gold span is marked `[[...]]` and the prediction `{{...}}`, at character offsets
     that come from the tokenizer's offset mapping (see SpanModule), so a BOS token cannot
@@ -121,22 +124,27 @@ class SpanSamples(L.Callback):
 
     Args:
         num_samples: how many validation examples to show (>= 1); chosen once, spread over
-            the validation set, half with a gold span and half without where both exist.
+            the examples that validation predicts (`training.val_batches` may cut the set
+            short), half with a gold span and half without where both exist.
+        every_n_steps: least optimizer steps between two loggings (>= 1).
 
     Example:
-        >>> cb = SpanSamples(num_samples=4)
+        >>> cb = SpanSamples(num_samples=4, every_n_steps=200)
     """
 
-    def __init__(self, num_samples: int) -> None:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    def __init__(self, num_samples: int, every_n_steps: int = 1) -> None:
+        if num_samples < 1 or every_n_steps < 1:
+            raise ValueError(f"need num_samples >= 1 and every_n_steps >= 1, got "
+                             f"{num_samples} and {every_n_steps}")
         self.num_samples = num_samples
+        self.every_n_steps = every_n_steps
         self.indices: list[int] | None = None
         self.last_text: str | None = None
+        self._logged_step: int | None = None
 
-    def _pick(self, examples: Sequence) -> list[int]:
-        with_span = [i for i, ex in enumerate(examples) if ex["char_span"]]
-        without = [i for i, ex in enumerate(examples) if not ex["char_span"]]
+    def _pick(self, examples: Sequence, seen: Sequence[int]) -> list[int]:
+        with_span = [i for i in seen if examples[i]["char_span"]]
+        without = [i for i in seen if not examples[i]["char_span"]]
         n_without = min(len(without), self.num_samples // 2)
         n_with = min(len(with_span), self.num_samples - n_without)
         picks = ([with_span[i] for i in evenly_spaced(len(with_span), n_with)]
@@ -146,16 +154,20 @@ class SpanSamples(L.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
+        step = trainer.global_step
+        if self._logged_step is not None and step - self._logged_step < self.every_n_steps:
+            return
+        self._logged_step = step
         examples = trainer.datamodule.val_examples
         predictions = pl_module.val_predictions
         if self.indices is None:
-            self.indices = self._pick(examples)
+            self.indices = self._pick(examples, sorted(predictions))
         legend = (f"gold `{GOLD_OPEN} {GOLD_CLOSE}`, predicted `{PRED_OPEN} {PRED_CLOSE}` "
                   f"(character offsets, exclusive end)")
         parts = [legend]
         for i in self.indices:
             if i not in predictions:
-                continue  # this rank did not see it (DDP) or validation was cut short
+                continue  # this rank did not see it (DDP)
             (ps, pe), score = predictions[i]
             ex = examples[i]
             gold = tuple(ex["char_span"]) if ex["char_span"] else None
