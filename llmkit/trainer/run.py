@@ -124,7 +124,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
     log(f"run: {run_dir}{' (resumed from ' + str(ckpt_path) + ')' if ckpt_path else ''}")
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a checkpoint may hold tensors and plain data, never code to run.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (KeyboardInterrupt, SystemExit):
         # Lightning ends Ctrl-C with exit status 1 and SIGTERM with status 0 (a killed job
         # would look finished), after LastCheckpoint has saved: say so, and how to go on.
