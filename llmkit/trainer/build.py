@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,18 @@ def _strategy(cfg: Config) -> Any:
 
         return FSDPStrategy(auto_wrap_policy={Block})
     return name
+
+
+class _NoAdverts(logging.Filter):
+    """Drop Lightning's product tips from the console; keep everything else it says."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip:" not in record.getMessage()
+
+
+_RANK_ZERO_LOG = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+if not any(isinstance(f, _NoAdverts) for f in _RANK_ZERO_LOG.filters):
+    _RANK_ZERO_LOG.addFilter(_NoAdverts())
 
 
 def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Callback],
