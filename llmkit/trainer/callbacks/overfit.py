@@ -22,6 +22,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from llmkit.trainer.callbacks.logging import add_text
+
 Log = Callable[[str], None]
 
 TEXT_TAG = "overfit/warnings"
@@ -103,7 +105,7 @@ class OverfitMonitor(L.Callback):
         self._after_validation(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        _add_text(trainer, SUMMARY_TAG, self.summary())
+        add_text(trainer, SUMMARY_TAG, self.summary())
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [list(h) for h in self.history], "warnings": list(self.warnings),
@@ -218,7 +220,7 @@ class OverfitMonitor(L.Callback):
         self.warnings.append(line)
         if trainer.is_global_zero:
             self.echo(line)
-        _add_text(trainer, TEXT_TAG, line)
+        add_text(trainer, TEXT_TAG, line)
         return True
 
     def _maybe_stop(self, trainer: L.Trainer, stop: bool) -> None:
@@ -242,13 +244,3 @@ class OverfitMonitor(L.Callback):
         _, train, val = self.history[-1]
         return (f"best val/loss {best:.4f} at step {step}; last train/val {train:.4f}/"
                 f"{val:.4f}; {seen}")
-
-
-def _add_text(trainer: L.Trainer, tag: str, text: str) -> None:
-    """Write a text summary to every TensorBoard-like logger (rank zero only)."""
-    if not trainer.is_global_zero:
-        return
-    for logger in trainer.loggers:
-        experiment = getattr(logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_text"):
-            experiment.add_text(tag, text, global_step=trainer.global_step)

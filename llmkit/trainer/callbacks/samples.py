@@ -16,16 +16,7 @@ from llmkit.metrics.highlight import (
     render_span_sample,
 )
 from llmkit.metrics.spans import span_iou
-
-
-def _add_text(trainer: L.Trainer, tag: str, text: str) -> None:
-    """Write a text summary to every TensorBoard logger (rank zero only)."""
-    if trainer.global_rank != 0:
-        return
-    for logger in trainer.loggers:
-        experiment = getattr(logger, "experiment", None)
-        if experiment is not None and hasattr(experiment, "add_text"):
-            experiment.add_text(tag, text, global_step=trainer.global_step)
+from llmkit.trainer.callbacks.logging import add_text
 
 
 def evenly_spaced(n_items: int, k: int) -> list[int]:
@@ -109,7 +100,7 @@ class LMSamples(L.Callback):
             new_text = self.decode(row[len(prompt):])
             parts.append(code_block(self.decode(prompt) + " ⟶ " + new_text))
         self.last_text = "\n\n".join(parts)
-        _add_text(trainer, "samples/generated", self.last_text)
+        add_text(trainer, "samples/generated", self.last_text)
 
 
 class SpanSamples(L.Callback):
@@ -176,4 +167,4 @@ class SpanSamples(L.Callback):
             iou = span_iou(ps, pe, gs, ge)
             parts.append(render_span_sample(ex["text"], gold, pred, iou, score))
         self.last_text = "\n\n".join(parts)
-        _add_text(trainer, "samples/spans", self.last_text)
+        add_text(trainer, "samples/spans", self.last_text)
