@@ -1,12 +1,12 @@
 """`LlmkitDataModule`: the prepared cache served as batches, for both tasks.
 
 The cache must exist (`llmkit prepare`, or `llmkit train`, which prepares first); it is
-checked against the tokenizer when opened. LM training batches are endless and
-reproducible from `(seed, batch index)`; the module's `state_dict` records how many
-batches were trained on, so a run resumed from a checkpoint continues with exactly the
-batches it would have seen (Lightning saves and restores DataModule state itself).
+checked against the tokenizer when opened. Training batches of both tasks are endless,
+sharded by rank and reproducible from `(seed, batch index)`; the module's `state_dict`
+records how many batches were trained on, so a run resumed from a checkpoint continues
+with exactly the batches it would have seen (Lightning saves and restores DataModule state itself).
 
-For LM training the Trainer must count in steps, not epochs (the stream has no end):
+The Trainer must count in steps, not epochs (the stream has no end):
 `max_steps`, `val_check_interval` as a number of batches and `check_val_every_n_epoch=None`.
 """
 
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from llmkit.config import Config
 from llmkit.data.lm import LMTrainWindows, LMValWindows
 from llmkit.data.prepare import PreparedData, load_prepared
-from llmkit.data.spans import SpanDataset, SpanExample, collate_spans
+from llmkit.data.spans import SpanBatchStream, SpanDataset, SpanExample, collate_spans
 from llmkit.tokenizer import Tokenizer
 
 
@@ -102,14 +102,18 @@ class LlmkitDataModule(L.LightningDataModule):
                 "persistent_workers": workers > 0, "generator": generator}
 
     def train_dataloader(self) -> DataLoader:
-        """LM: endless `(x, y)` batches; span: shuffled padded batches (see collate_spans)."""
+        """LM: endless `(x, y)` batches; span: endless shuffled padded batches."""
         self.setup()
         if self.cfg.project.task == "lm":
             # The windows make whole batches themselves (see LMTrainWindows).
             return DataLoader(self._lm_train(self._start_batch), batch_size=None,
                               **self._loader_args())
-        # shuffled with the seeded generator of _loader_args
-        return DataLoader(self.train_set, batch_size=self._batch_size, shuffle=True,
+        # An endless, rank-sharded stream of shuffled batches that resumes exactly.
+        assert self.train_set is not None
+        rank, world = self._rank()
+        stream = SpanBatchStream(len(self.train_set), self._batch_size, self.cfg.project.seed,
+                                 start_batch=self._start_batch, rank=rank, world_size=world)
+        return DataLoader(self.train_set, batch_sampler=stream,
                           collate_fn=partial(collate_spans, pad_id=self.tok.pad_id),
                           **self._loader_args())
 

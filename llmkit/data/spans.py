@@ -17,10 +17,12 @@ torch is imported only where batches are built, so that `llmkit prepare` starts 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from llmkit.errors import DataError
 from llmkit.tokenizer import BOS_ID, EOS_ID, PAD_ID, check_token_ids
@@ -263,3 +265,56 @@ def collate_spans(batch: Sequence[tuple[int, SpanExample]], pad_id: int = PAD_ID
         "end": torch.tensor([ex.span[1] for _, ex in batch], dtype=torch.int64),
         "index": torch.tensor([i for i, _ in batch], dtype=torch.int64),
     }
+
+
+class SpanBatchStream:
+    """Endless, resumable, rank-sharded batches of example indices (a DataLoader batch_sampler).
+
+    The global batch stream walks one seeded permutation of the examples per epoch, epoch
+    after epoch; batch `j` of rank `r` is global batch `j * world_size + r`. So, as for LM
+    windows, a run resumed at `start_batch` sees exactly the batches an uninterrupted run
+    would have seen, and under DDP every rank gets its own share of the data.
+
+    Args:
+        n_examples: examples in the training set (>= 1).
+        batch_size: examples per batch (per rank).
+        seed: seeds the permutation of each epoch.
+        start_batch: batches this rank has already trained on.
+        rank, world_size: this process's share under DDP/FSDP.
+
+    Example:
+        >>> DataLoader(dataset, batch_sampler=SpanBatchStream(len(dataset), 32, seed=1))
+    """
+
+    def __init__(self, n_examples: int, batch_size: int, seed: int, *, start_batch: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if n_examples < 1 or batch_size < 1 or start_batch < 0 or not 0 <= rank < world_size:
+            raise ValueError(f"bad SpanBatchStream arguments: n_examples={n_examples}, "
+                             f"batch_size={batch_size}, start_batch={start_batch}, "
+                             f"rank={rank}, world_size={world_size}")
+        self.n, self.batch_size, self.seed = n_examples, batch_size, seed
+        self.start_batch, self.rank, self.world_size = start_batch, rank, world_size
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n)
+
+    def batch(self, g: int) -> list[int]:
+        """Global batch `g`: `batch_size` consecutive positions of the epoch stream."""
+        first = g * self.batch_size
+        out: list[int] = []
+        epoch, pos = divmod(first, self.n)
+        perm = self._permutation(epoch)
+        while len(out) < self.batch_size:
+            take = min(self.batch_size - len(out), self.n - pos)
+            out.extend(perm[pos:pos + take].tolist())
+            pos += take
+            if pos == self.n:  # the batch runs into the next epoch
+                epoch, pos = epoch + 1, 0
+                perm = self._permutation(epoch)
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        j = self.start_batch
+        while True:
+            yield self.batch(j * self.world_size + self.rank)
+            j += 1

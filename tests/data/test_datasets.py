@@ -209,3 +209,30 @@ def test_lightning_resume_sees_the_batches_of_an_uninterrupted_run(tiny_project,
     straight = fit(5, callbacks=[every3])
     resumed = fit(5, ckpt_path=str(tmp_path / "ckpt" / "step=3.ckpt"))
     assert resumed == straight[3:]
+
+
+def test_span_batch_stream_covers_each_epoch_and_resumes_exactly() -> None:
+    from llmkit.data.spans import SpanBatchStream
+
+    n, b = 10, 4
+    stream = iter(SpanBatchStream(n, b, seed=3))
+    batches = [next(stream) for _ in range(10)]  # 40 indices: 4 epochs of 10
+    flat = [i for batch in batches for i in batch]
+    for epoch in range(4):
+        assert sorted(flat[epoch * n:(epoch + 1) * n]) == list(range(n))
+    assert flat[:n] != flat[n:2 * n]  # a new order each epoch
+    # Same seed, same stream; resuming at batch 6 continues it exactly.
+    again = iter(SpanBatchStream(n, b, seed=3, start_batch=6))
+    assert [next(again) for _ in range(4)] == batches[6:]
+    assert [next(iter(SpanBatchStream(n, b, seed=4)))] != batches[:1]
+
+
+def test_span_batch_stream_gives_each_rank_its_own_batches() -> None:
+    from llmkit.data.spans import SpanBatchStream
+
+    single = iter(SpanBatchStream(12, 3, seed=0))
+    r0 = iter(SpanBatchStream(12, 3, seed=0, rank=0, world_size=2))
+    r1 = iter(SpanBatchStream(12, 3, seed=0, rank=1, world_size=2))
+    global_batches = [next(single) for _ in range(8)]
+    assert [next(r0) for _ in range(4)] == global_batches[0::2]
+    assert [next(r1) for _ in range(4)] == global_batches[1::2]

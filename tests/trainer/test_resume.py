@@ -67,16 +67,25 @@ def saved_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return saved
 
 
-def _stop_resume_and_straight(tiny_project: Callable[..., Config]
+def _stop_resume_and_straight(tiny_project: Callable[..., Config], task: str = "lm"
                               ) -> tuple[RunResult, RunResult, RunResult]:
     """The same project trained twice: stopped at N then resumed, and in one go to 2N."""
-    cfg = tiny_project(config=CONFIG, name="resumed")
+    cfg = tiny_project(task, config=CONFIG, name="resumed")
     straight_root = cfg.root.parent / "straight"
     shutil.copytree(cfg.root, straight_root)
     first = train(cfg.root, stop_at=N, log=_quiet, progress=False)
     resumed = train(cfg.root, resume=True, log=_quiet, progress=False)
     straight = train(straight_root, log=_quiet, progress=False)
     return first, resumed, straight
+
+
+def test_span_stop_and_resume_repeats_the_uninterrupted_run(tiny_project) -> None:
+    # Span batches are drawn from shuffled epochs; the resumed run must continue the same
+    # stream of batches (not restart the epoch) for the losses to match.
+    _, resumed, straight = _stop_resume_and_straight(tiny_project, task="span")
+    got, want = _scalars(resumed.run_dir, "train/loss"), _scalars(straight.run_dir, "train/loss")
+    assert [s for s, _ in want["train/loss"]] == list(range(2 * N))
+    _assert_same_series(got["train/loss"], want["train/loss"], "train/loss", rel=1e-5)
 
 
 def test_stop_and_resume_repeats_the_uninterrupted_run(tiny_project, saved_checkpoints) -> None:
