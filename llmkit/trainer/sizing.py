@@ -195,9 +195,9 @@ def size_table(train_tokens: int, vocab_size: int, task: str = "lm", *, bias: bo
 
 def _verdict(tpp: float, is_best: bool, best: str | None) -> str:
     if tpp < MEMORISE_TOKENS_PER_PARAM:
-        return "data-starved: will memorise (fewer tokens than parameters)"
+        return "data-starved: fewer tokens than parameters; memorises within a few passes"
     if tpp < TARGET_TOKENS_PER_PARAM:
-        return "data-starved: likely to memorise"
+        return "data-starved: likely to memorise on long runs"
     if is_best:
         return "fits"
     return f"undersized: the data supports {best}"
