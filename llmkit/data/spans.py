@@ -248,7 +248,9 @@ def collate_spans(batch: Sequence[tuple[int, SpanExample]], pad_id: int = PAD_ID
 
     Returns a dict of tensors: `ids (B, T)` int64, `mask (B, T)` bool (True on real
     positions, BOS and EOS included), `start (B,)` and `end (B,)` int64 (token span; 0, 0
-    for no span), `index (B,)` int64 into the dataset.
+    for no span), `index (B,)` int64 into the dataset, and `n_tokens`, the number of real
+    tokens as a plain int (counted here on the CPU, so throughput logging needs no device
+    sync).
     """
     import torch
 
@@ -264,6 +266,7 @@ def collate_spans(batch: Sequence[tuple[int, SpanExample]], pad_id: int = PAD_ID
         "start": torch.tensor([ex.span[0] for _, ex in batch], dtype=torch.int64),
         "end": torch.tensor([ex.span[1] for _, ex in batch], dtype=torch.int64),
         "index": torch.tensor([i for i, _ in batch], dtype=torch.int64),
+        "n_tokens": sum(len(ex.ids) for _, ex in batch),
     }
 
 

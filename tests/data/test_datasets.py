@@ -150,7 +150,8 @@ def test_datamodule_batches(task, tiny_project, project_tokenizer):
     if task == "lm":
         assert train[0].shape == (4, 32) and val[0].shape[1] == 32
     else:
-        assert set(train) == {"ids", "mask", "start", "end", "index"}
+        assert set(train) == {"ids", "mask", "start", "end", "index", "n_tokens"}
+        assert train["n_tokens"] == int(train["mask"].sum())
         assert train["ids"].shape[0] == 4 and val["ids"].shape[0] <= 4
         ex = dm.val_examples[int(val["index"][0])]
         assert ex["text"] == ex.text and ex["offsets"] == ex.offsets
