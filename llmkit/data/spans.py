@@ -172,6 +172,26 @@ def _check_trace(obj: dict[str, Any], char_span: tuple[int, int] | None) -> dict
     return trace
 
 
+def model_input(text: str, ids: Sequence[int], offsets: Sequence[Sequence[int]],
+                block_size: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """`[BOS] ids [EOS]` and the character offsets of each of those model positions.
+
+    BOS gets `(0, 0)` and EOS `(len(text), len(text))`: empty offsets, so span conversion
+    never lands on them. Used for training data and for `llmkit predict` alike.
+
+    Raises:
+        SpanProblem: the input is longer than `block_size` (it is never truncated).
+    """
+    model_ids = [BOS_ID, *ids, EOS_ID]
+    if len(model_ids) > block_size:
+        raise SpanProblem("too long", f"too long: {len(model_ids)} tokens > block_size "
+                                      f"{block_size} (BOS and EOS included); raise "
+                                      f"model.block_size or shorten the text (examples are "
+                                      f"never truncated)")
+    n = len(text)
+    return model_ids, [(0, 0), *((int(s), int(e)) for s, e in offsets), (n, n)]
+
+
 def encode_span_example(inp: SpanInput, ids: list[int], offsets: Sequence[Sequence[int]],
                         block_size: int) -> SpanExample:
     """Wrap the tokens of `inp.text` in BOS/EOS and convert the character span.
@@ -184,14 +204,7 @@ def encode_span_example(inp: SpanInput, ids: list[int], offsets: Sequence[Sequen
     Raises:
         SpanProblem: the example is too long, or no token span holds the character span.
     """
-    n = len(inp.text)
-    model_ids = [BOS_ID, *ids, EOS_ID]
-    if len(model_ids) > block_size:
-        raise SpanProblem("too long", f"too long: {len(model_ids)} tokens > block_size "
-                                      f"{block_size} (BOS and EOS included); raise "
-                                      f"model.block_size or shorten the text (examples are "
-                                      f"never truncated)")
-    model_offsets = [(0, 0), *((int(s), int(e)) for s, e in offsets), (n, n)]
+    model_ids, model_offsets = model_input(inp.text, ids, offsets, block_size)
     span = (0, 0)
     if inp.char_span is not None:
         found = char_span_to_token_span(model_offsets, *inp.char_span)

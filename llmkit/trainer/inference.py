@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from llmkit.config import Config
+from llmkit.data.spans import SpanProblem, model_input
 from llmkit.errors import CheckpointError, DataError, LlmkitError
-from llmkit.tokenizer import BOS_ID, EOS_ID, Tokenizer, check_token_ids, token_span_to_char_span
+from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids, token_span_to_char_span
 from llmkit.trainer.build import build_module, gpt_config
 from llmkit.trainer.checkpoint import check_compatible, find_checkpoint, load_checkpoint
 from llmkit.trainer.sync import sync_vocab
@@ -65,24 +66,16 @@ def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
     return prompt + tok.decode(new)
 
 
-def encode_for_span(tok: Tokenizer, text: str, block_size: int,
-                    source: str) -> tuple[list[int], list[tuple[int, int]]]:
-    """`[BOS] tokens [EOS]` and the character offsets of each model position."""
-    ids, offsets = tok.encode_offsets(text)
-    if len(ids) + 2 > block_size:
-        raise DataError(f"{source}: {len(ids) + 2} tokens (with BOS/EOS) is longer than "
-                        f"model.block_size {block_size}; shorten the text")
-    end = len(text)
-    return [BOS_ID, *ids, EOS_ID], [(0, 0), *offsets, (end, end)]
-
-
 @torch.no_grad()
 def predict_one(module: TaskModule, tok: Tokenizer, cfg: Config, text: str,
                 source: str) -> dict[str, Any]:
     """The predicted character span of one text (or none) with its score."""
     from llmkit.models import decode_spans
 
-    ids, offsets = encode_for_span(tok, text, cfg.model.block_size, source)
+    try:
+        ids, offsets = model_input(text, *tok.encode_offsets(text), cfg.model.block_size)
+    except SpanProblem as e:
+        raise DataError(f"{source}: {e.reason}") from None
     check_token_ids(ids, tok.vocab_size, source=source)
     x = torch.tensor([ids], dtype=torch.long)
     mask = torch.ones_like(x, dtype=torch.bool)
