@@ -36,42 +36,38 @@ from lambda_terms import (  # noqa: E402
 
 # ----------------------------------------------------------------- the term library
 
-COMBINATORS: dict[str, Term] = {
-    name: parse_term(text)
-    for name, text in {
-        "I": r"\x.x",
-        "K": r"\x.\y.x",
-        "KI": r"\x.\y.y",
-        "S": r"\x.\y.\z.x z (y z)",
-        "B": r"\f.\g.\x.f (g x)",
-        "C": r"\f.\x.\y.f y x",
-        "W": r"\x.\y.x y y",
-        "M": r"\x.x x",
-    }.items()
-}
-ARITHMETIC: dict[str, Term] = {
-    name: parse_term(text)
-    for name, text in {
-        "succ": r"\n.\f.\x.f (n f x)",
-        "plus": r"\m.\n.\f.\x.m f (n f x)",
-        "mult": r"\m.\n.\f.m (n f)",
-        "pow": r"\m.\n.n m",
-    }.items()
-}
-LOGIC: dict[str, Term] = {
-    name: parse_term(text)
-    for name, text in {
-        "true": r"\t.\f.t",
-        "false": r"\t.\f.f",
-        "and": r"\p.\q.p q p",
-        "or": r"\p.\q.p p q",
-        "not": r"\p.\a.\b.p b a",
-        "if": r"\c.\t.\e.c t e",
-        "pair": r"\a.\b.\s.s a b",
-        "fst": r"\p.p (\a.\b.a)",
-        "snd": r"\p.p (\a.\b.b)",
-    }.items()
-}
+def _parse_all(texts: dict[str, str]) -> dict[str, Term]:
+    """Named terms from their text."""
+    return {name: parse_term(text) for name, text in texts.items()}
+
+
+COMBINATORS: dict[str, Term] = _parse_all({
+    "I": r"\x.x",
+    "K": r"\x.\y.x",
+    "KI": r"\x.\y.y",
+    "S": r"\x.\y.\z.x z (y z)",
+    "B": r"\f.\g.\x.f (g x)",
+    "C": r"\f.\x.\y.f y x",
+    "W": r"\x.\y.x y y",
+    "M": r"\x.x x",
+})
+ARITHMETIC: dict[str, Term] = _parse_all({
+    "succ": r"\n.\f.\x.f (n f x)",
+    "plus": r"\m.\n.\f.\x.m f (n f x)",
+    "mult": r"\m.\n.\f.m (n f)",
+    "pow": r"\m.\n.n m",
+})
+LOGIC: dict[str, Term] = _parse_all({
+    "true": r"\t.\f.t",
+    "false": r"\t.\f.f",
+    "and": r"\p.\q.p q p",
+    "or": r"\p.\q.p p q",
+    "not": r"\p.\a.\b.p b a",
+    "if": r"\c.\t.\e.c t e",
+    "pair": r"\a.\b.\s.s a b",
+    "fst": r"\p.p (\a.\b.a)",
+    "snd": r"\p.p (\a.\b.b)",
+})
 OMEGA = parse_term(r"(\x.x x) (\x.x x)")
 
 # Free variables deliberately share letters with the binders of random terms, so that
