@@ -10,11 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 LLMKIT = Path(sys.executable).with_name("llmkit")  # the console script of this environment
-
-TEXT_SUFFIX = "/text_summary"  # how add_text names its tensor tags
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,32 +72,3 @@ def start_llmkit() -> Callable[..., subprocess.Popen]:
                                     stderr=err, text=True)
 
     return start
-
-
-class RunEvents:
-    """Everything a run's TensorBoard event files hold (all files of the folder: a resumed
-    run adds one), read back with TensorBoard's own reader."""
-
-    def __init__(self, run_dir: Path) -> None:
-        assert list(Path(run_dir).glob("events.out.tfevents.*")), f"no event file in {run_dir}"
-        self._acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-        self._acc.Reload()
-        tags = self._acc.Tags()
-        self.scalar_tags: set[str] = set(tags["scalars"])
-        self.text_tags: set[str] = {t.removesuffix(TEXT_SUFFIX) for t in tags["tensors"]
-                                    if t.endswith(TEXT_SUFFIX)}
-
-    def scalars(self, tag: str) -> list[tuple[int, float]]:
-        """`(step, value)` of each event of a scalar tag, in the order written."""
-        return [(e.step, e.value) for e in self._acc.Scalars(tag)]
-
-    def texts(self, tag: str) -> list[tuple[int, str]]:
-        """`(step, text)` of each text summary logged under `tag` (e.g. samples/generated)."""
-        events = self._acc.Tensors(tag + TEXT_SUFFIX)
-        return [(e.step, e.tensor_proto.string_val[0].decode("utf-8")) for e in events]
-
-
-@pytest.fixture(scope="session")
-def read_events() -> Callable[[Path], RunEvents]:
-    """`read_events(run_dir) -> RunEvents`."""
-    return RunEvents

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import RunEvents
 
 from llmkit.config import Config
 from llmkit.trainer.run import train
@@ -33,9 +33,7 @@ CONFIG = {
 
 
 def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
+    return RunEvents(run_dir).scalars(tag)
 
 
 def _weights(ckpt: Path) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from click.testing import CliRunner
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import RunEvents
 
 from llmkit.cli import cli
 from llmkit.scaffold import create_project
@@ -23,11 +23,8 @@ COMMON = [f"training.max_steps={STEPS}", "training.val_every_steps=25", "trainin
 
 
 def _texts(run_dir: Path, tag: str) -> list[str]:
-    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    # add_text stores its summaries under "<tag>/text_summary".
-    tags = [t for t in acc.Tags()["tensors"] if t == tag or t.startswith(tag + "/")]
-    return [e.tensor_proto.string_val[0].decode() for t in tags for e in acc.Tensors(t)]
+    events = RunEvents(run_dir)
+    return [text for _, text in events.texts(tag)] if tag in events.text_tags else []
 
 
 def _random_docs(n: int, seed: int) -> str:

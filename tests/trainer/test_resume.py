@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import RunEvents
 
 from llmkit.config import Config
 from llmkit.errors import CheckpointError, VocabMismatchError
@@ -39,10 +39,8 @@ def _quiet(_: str) -> None:
 
 def _scalars(run_dir: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series of the run whose tag starts with `prefix`: [(step, value)]."""
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
-            for tag in acc.Tags()["scalars"] if tag.startswith(prefix)}
+    events = RunEvents(run_dir)
+    return {tag: events.scalars(tag) for tag in events.scalar_tags if tag.startswith(prefix)}
 
 
 def _assert_same_series(got: list[tuple[int, float]], want: list[tuple[int, float]],
