@@ -126,9 +126,13 @@ def find_checkpoint(cfg: Config, given: Path | None) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint's contents on CPU with `weights_only=True` (no pickled code runs)."""
+    """Load a checkpoint's contents on CPU with `weights_only=True` (no pickled code runs).
+
+    Tensors are memory-mapped, not read: checking a checkpoint's `llmkit` entry before a
+    resume costs next to nothing, however large the weights and optimizer state are.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} not found") from None
     except Exception as e:  # a truncated or foreign file
