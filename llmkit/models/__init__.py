@@ -6,6 +6,7 @@ from llmkit.models.gpt import (
     GPT,
     CausalLM,
     GPTConfig,
+    TrunkOutput,
     configure_optimizer_groups,
     param_counts,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "CausalLM",
     "GPTConfig",
     "SpanModel",
+    "TrunkOutput",
     "configure_optimizer_groups",
     "decode_spans",
     "param_counts",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -74,12 +75,13 @@ class SelfAttention(nn.Module):
         self,
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
-        return_attn: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weights_out: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Attend; `attn_mask` is a bool (B, 1, T, T) or (B, 1, 1, T), True = may attend.
 
-        Returns the output (B, T, C) and, when `return_attn`, the attention weights
-        (B, nh, T, T); otherwise None.
+        Returns the output (B, T, C). When a list `weights_out` is given, the attention
+        weights (B, nh, T, T) are appended to it; that takes the explicit path instead of
+        SDPA, which never materialises them.
         """
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
@@ -88,10 +90,9 @@ class SelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
 
-        att = None
-        if return_attn:
-            # The slow, explicit path: SDPA never materialises the weights, so inspection
-            # tools that want to see them pay for the (T, T) matrix here instead.
+        if weights_out is not None:
+            # The slow, explicit path: inspection tools that want to see the weights pay
+            # for the (T, T) matrix here instead.
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
             if attn_mask is not None:
                 att = att.masked_fill(~attn_mask, float("-inf"))
@@ -99,6 +100,7 @@ class SelfAttention(nn.Module):
                 allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
                 att = att.masked_fill(~allowed, float("-inf"))
             att = F.softmax(att, dim=-1)
+            weights_out.append(att)
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(
@@ -109,7 +111,7 @@ class SelfAttention(nn.Module):
                 is_causal=self.causal and attn_mask is None,
             )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads: (B, T, C)
-        return self.resid_dropout(self.c_proj(y)), att
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -140,12 +142,23 @@ class Block(nn.Module):
         self,
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
-        return_attn: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        a, att = self.attn(self.ln_1(x), attn_mask, return_attn)
-        x = x + a
+        weights_out: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). `weights_out` collects the attention weights (see
+        `SelfAttention`); the output is a tensor on every path, so a forward hook on a
+        block sees the same thing in training and in inspection."""
+        x = x + self.attn(self.ln_1(x), attn_mask, weights_out)
         x = x + self.mlp(self.ln_2(x))
-        return x, att  # (B, T, C), (B, nh, T, T) or None
+        return x
+
+
+class TrunkOutput(NamedTuple):
+    """What `GPT.inspect` hands back for per-layer tools."""
+
+    x: torch.Tensor  # (B, T, C): the final hidden states, after ln_f
+    hidden: list[torch.Tensor]  # n_layer + 1 tensors (B, T, C): the embedding output, then
+    # each block's output, all before ln_f (the residual stream)
+    attn: list[torch.Tensor] | None  # n_layer tensors (B, nh, T, T) when asked for, else None
 
 
 class GPT(nn.Module):
@@ -170,31 +183,38 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def forward(
-        self,
-        idx: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_hidden: bool = False,
-        return_attn: bool = False,
-    ) -> torch.Tensor | tuple:
-        """Run the trunk on token ids `idx` (B, T).
+    def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the trunk on token ids `idx` (B, T); the final hidden states (B, T, C).
 
         Args:
             idx: int64 token ids (B, T), every id < `config.vocab_size` (checked upstream).
             mask: optional bool (B, T), True = real token, False = padding. Padding is
                 hidden from every query as a key. Outputs at padded positions are
                 meaningless; heads must ignore them.
-            return_hidden: also return the residual stream of every layer: the embedding
-                output, then each block's output (n_layer + 1 tensors of (B, T, C),
-                before `ln_f`).
-            return_attn: also return every block's attention weights (n_layer tensors of
-                (B, nh, T, T)); takes a slower explicit path instead of SDPA.
-
-        Returns:
-            The final hidden states (B, T, C) after `ln_f` when no extra is asked for;
-            otherwise a tuple `(x, hidden)`, `(x, attn)` or `(x, hidden, attn)`: the
-            requested extras follow `x` in that order.
         """
+        return self._run(idx, mask, None, None)
+
+    def inspect(
+        self, idx: torch.Tensor, mask: torch.Tensor | None = None, *, attn: bool = False
+    ) -> TrunkOutput:
+        """The forward pass with what per-layer tools need: every layer's residual stream
+        and, with `attn`, every block's attention weights (a slower explicit path).
+
+        Not for training: it keeps n_layer + 1 activations alive. Callers reduce them at
+        once and drop them.
+        """
+        hidden: list[torch.Tensor] = []
+        weights: list[torch.Tensor] | None = [] if attn else None
+        x = self._run(idx, mask, hidden, weights)
+        return TrunkOutput(x=x, hidden=hidden, attn=weights)
+
+    def _run(
+        self,
+        idx: torch.Tensor,
+        mask: torch.Tensor | None,
+        hidden: list[torch.Tensor] | None,
+        weights: list[torch.Tensor] | None,
+    ) -> torch.Tensor:
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(
@@ -206,21 +226,13 @@ class GPT(nn.Module):
 
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
-        # Lists are only built when asked for, so the training path pays nothing.
-        hidden = [x] if return_hidden else None
-        attn = [] if return_attn else None
+        if hidden is not None:
+            hidden.append(x)
         for block in self.h:
-            x, att = block(x, attn_mask, return_attn)
+            x = block(x, attn_mask, weights)
             if hidden is not None:
                 hidden.append(x)
-            if attn is not None:
-                attn.append(att)
-        x = self.ln_f(x)  # (B, T, C)
-
-        if hidden is None and attn is None:
-            return x
-        extras = [e for e in (hidden, attn) if e is not None]
-        return (x, *extras)
+        return self.ln_f(x)  # (B, T, C)
 
     def _attn_mask(self, mask: torch.Tensor, B: int, T: int) -> torch.Tensor:
         """Turn a key padding mask (B, T) into a bool attention mask SDPA accepts."""

@@ -64,11 +64,12 @@ def test_too_long_input_names_both_numbers():
         GPT(cfg)(ids(cfg, T=9))
 
 
-def test_return_hidden_gives_every_layer_and_ends_at_the_output():
+def test_inspect_gives_every_layer_and_ends_at_the_output():
     cfg = tiny()
     model = GPT(cfg).eval()
     idx = ids(cfg)
-    x, hidden = model(idx, return_hidden=True)
+    x, hidden, attn = model.inspect(idx)
+    assert attn is None  # only when asked for
     assert len(hidden) == cfg.n_layer + 1
     assert all(h.shape == (2, 8, 16) for h in hidden)
     torch.testing.assert_close(model.ln_f(hidden[-1]), x)
@@ -79,20 +80,20 @@ def test_return_hidden_gives_every_layer_and_ends_at_the_output():
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_return_attn_matches_the_fast_path(causal):
+def test_inspect_attn_matches_the_fast_path(causal):
     cfg = tiny(causal=causal)
     model = GPT(cfg).eval()
     idx = ids(cfg)
     mask = torch.ones_like(idx, dtype=torch.bool)
     mask[1, 5:] = False
-    x, attn = model(idx, mask=mask, return_attn=True)
+    x, _, attn = model.inspect(idx, mask=mask, attn=True)
     torch.testing.assert_close(x, model(idx, mask=mask), atol=1e-5, rtol=1e-5)
     assert len(attn) == cfg.n_layer and attn[0].shape == (2, cfg.n_head, 8, 8)
     torch.testing.assert_close(attn[0].sum(-1), torch.ones(2, cfg.n_head, 8))
     assert (attn[0][1, :, :, 5:] == 0).all()  # padding keys get no attention
     if causal:
         assert (attn[0].triu(diagonal=1) == 0).all()  # nothing from the future
-    x2, hidden, attn2 = model(idx, return_hidden=True, return_attn=True)
+    x2, hidden, attn2 = model.inspect(idx, attn=True)
     assert len(hidden) == cfg.n_layer + 1 and len(attn2) == cfg.n_layer
 
 
