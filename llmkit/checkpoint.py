@@ -23,14 +23,28 @@ LAST = "last.ckpt"
 
 
 def checkpoint_meta(cfg: Config, gpt: GPTConfig, tok: Tokenizer) -> dict[str, Any]:
-    """The `llmkit` entry stored in every checkpoint (plain types: loads with weights_only)."""
+    """The `llmkit` entry stored in every checkpoint (plain types: loads with weights_only).
+
+    `gpt` holds the model shape and architecture options; `optimizer` the optimizer's
+    name and betas, whose state a resume continues.
+    """
     return {
         "task": cfg.project.task,
         "gpt": asdict(gpt),
         "tokenizer_hash": tok.hash,
         "vocab_size": tok.vocab_size,
         "tokenizer_path": str(cfg.tokenizer.path),
+        "optimizer": optimizer_meta(cfg),
     }
+
+
+def optimizer_meta(cfg: Config) -> dict[str, Any]:
+    """What a resume must keep: the optimizer (its state has that layout) and its betas."""
+    return {"name": cfg.training.optimizer, "betas": list(cfg.training.betas)}
+
+
+# Options added after the first checkpoints were written, with the value those had.
+_OLD_DEFAULTS: dict[str, Any] = {"arch": "gpt2", "tie_embeddings": True}
 
 
 def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tokenizer,
@@ -49,13 +63,32 @@ def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tok
     ours = asdict(gpt)
     theirs = meta.get("gpt", {})
     shape_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "causal",
-                  "pad_vocab_multiple")
-    diffs = [f"model.{k}: checkpoint {theirs.get(k)!r}, config {ours[k]!r}"
-             for k in shape_keys if theirs.get(k) != ours[k]]
+                  "pad_vocab_multiple", "arch", "tie_embeddings")
+    diffs = [f"model.{k}: checkpoint {theirs.get(k, _OLD_DEFAULTS.get(k))!r}, "
+             f"config {ours[k]!r}"
+             for k in shape_keys if theirs.get(k, _OLD_DEFAULTS.get(k)) != ours[k]]
     if diffs:
         raise CheckpointError(f"{source} does not fit the configured model ("
                               + "; ".join(diffs) + "); set those keys back in llmkit.yaml "
                               "to use it, or train a new model with `llmkit train` (without "
+                              "--resume)")
+
+
+def check_resumable(meta: dict[str, Any], cfg: Config, source: Path) -> None:
+    """Raise if a resume would continue a checkpoint's optimizer state with another optimizer.
+
+    Checkpoints written before the optimizer was recorded used AdamW with betas
+    (0.9, 0.95).
+    """
+    theirs = meta.get("optimizer", {"name": "adamw", "betas": [0.9, 0.95]})
+    ours = optimizer_meta(cfg)
+    diffs = [f"training.{key}: checkpoint {theirs.get(k)!r}, config {ours[k]!r}"
+             for k, key in (("name", "optimizer"), ("betas", "betas"))
+             if theirs.get(k) != ours[k]]
+    if diffs:
+        raise CheckpointError(f"{source} cannot be resumed with this optimizer ("
+                              + "; ".join(diffs) + "); set those keys back in llmkit.yaml "
+                              "to resume, or train a new model with `llmkit train` (without "
                               "--resume)")
 
 

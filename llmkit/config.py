@@ -7,6 +7,7 @@ value found and what is allowed. `-o key.path=value` overrides go through the sa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -30,14 +31,21 @@ CONFIG_NAME = "llmkit.yaml"
 # --------------------------------------------------------------------------------------
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "dropout": 0.1,
-             "weight_decay": 0.1, "batch_size": 16, "lr": 1e-3},
+             "arch": "gpt2", "tie_embeddings": True,
+             "weight_decay": 0.1, "batch_size": 16, "lr": 1e-3, "optimizer": "adamw",
+             "betas": [0.9, 0.99]},
     "small": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.1,
-              "weight_decay": 0.1, "batch_size": 32, "lr": 6e-4},
+              "arch": "gpt2", "tie_embeddings": True,
+              "weight_decay": 0.1, "batch_size": 32, "lr": 6e-4, "optimizer": "adamw",
+              "betas": [0.9, 0.99]},
     "base": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024, "dropout": 0.0,
-             "weight_decay": 0.1, "batch_size": 16, "lr": 3e-4},
+             "arch": "gpt2", "tie_embeddings": True,
+             "weight_decay": 0.1, "batch_size": 16, "lr": 3e-4, "optimizer": "adamw",
+             "betas": [0.9, 0.95]},
 }
-MODEL_PRESET_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-TRAINING_PRESET_KEYS = ("weight_decay", "batch_size", "lr")
+MODEL_PRESET_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "dropout", "arch",
+                     "tie_embeddings")
+TRAINING_PRESET_KEYS = ("weight_decay", "batch_size", "lr", "optimizer", "betas")
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,12 @@ class ModelConfig:
     n_embd: int | None = None  # width of the residual stream
     block_size: int | None = None  # context length in tokens
     dropout: float | None = None  # dropout in attention, MLP and residuals
-    bias: bool = False  # biases in Linear and LayerNorm layers
+    bias: bool = False  # biases in Linear and LayerNorm layers (gpt2 only)
     pad_vocab_multiple: int = 1  # round embedding rows up (64 helps GPUs); loss unchanged
+    # gpt2: learned positions, LayerNorm, GELU MLP; llama: rotary positions, RMSNorm,
+    # SwiGLU MLP; qwen3: llama + RMSNorm on queries and keys (preset when unset)
+    arch: Literal["gpt2", "llama", "qwen3"] | None = None
+    tie_embeddings: bool | None = None  # LM head shares the token embedding (preset)
 
 
 @dataclass(frozen=True)
@@ -86,11 +98,14 @@ class TrainingConfig:
     batch_size: int | None = None  # sequences per device per step (preset when unset)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_steps: int = 2000  # optimizer steps
+    # adamw, or muon: Muon on the blocks' weight matrices + AdamW on the rest (preset)
+    optimizer: Literal["adamw", "muon"] | None = None
+    betas: list[float] | None = None  # AdamW's (beta1, beta2) (preset when unset)
     lr: float | None = None  # peak learning rate (preset when unset)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     warmup_steps: int = 100  # linear warmup from 0
     lr_schedule: Literal["cosine", "constant"] = "cosine"
-    weight_decay: float | None = None  # AdamW decay on matrices only (preset when unset)
+    weight_decay: float | None = None  # decay on matrices only (preset when unset)
     label_smoothing: float = 0.0
     grad_clip: float = 1.0  # max gradient norm; 0 disables
     precision: str = "auto"  # auto: bf16-mixed on a GPU that has it, else 32-true
@@ -277,6 +292,12 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
             hint_txt = _suggest(str(value), [str(a) for a in args])
             problems.append(f"{key}: found {value!r}; allowed: {choices}{hint_txt}")
         return value
+    if origin is list and args == (float,):
+        if (not isinstance(value, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            problems.append(f"{key}: found {value!r}; allowed: a list of numbers")
+            return value
+        return [float(v) for v in value]
     if origin is list:
         if isinstance(value, str):
             value = [value]  # a single path is a list of one
@@ -359,10 +380,10 @@ def _apply_presets(sections: dict[str, Any]) -> dict[str, Any]:
     """Fill shape and training keys left unset from the size preset (tiny for custom)."""
     model: ModelConfig = sections["model"]
     preset = PRESETS.get(model.size, PRESETS["tiny"])
-    m = {k: preset[k] for k in MODEL_PRESET_KEYS if getattr(model, k) is None}
+    m = {k: copy.copy(preset[k]) for k in MODEL_PRESET_KEYS if getattr(model, k) is None}
     sections["model"] = dataclasses.replace(model, **m)
     training: TrainingConfig = sections["training"]
-    t = {k: preset[k] for k in TRAINING_PRESET_KEYS if getattr(training, k) is None}
+    t = {k: copy.copy(preset[k]) for k in TRAINING_PRESET_KEYS if getattr(training, k) is None}
     sections["training"] = dataclasses.replace(training, **t)
     return sections
 
@@ -383,6 +404,9 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
                         f"{m.n_head}; allowed: a multiple of n_head (e.g. "
                         f"{max(m.n_head, m.n_embd // m.n_head * m.n_head)})")
     need(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a number in [0, 1)")
+    need(m.arch == "gpt2" or not m.bias, "model.bias", m.bias,
+         f"false with model.arch {m.arch} (its RMSNorm has no bias; the transformers "
+         f"architecture it maps to has none), or model.arch gpt2")
     need(m.vocab_size is None or m.vocab_size >= 4, "model.vocab_size", m.vocab_size,
          "null (set by `llmkit tokenizer`) or an integer >= 4")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
@@ -404,6 +428,8 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     need(0.0 <= t.min_lr_ratio <= 1.0, "training.min_lr_ratio", t.min_lr_ratio, "[0, 1]")
     need(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "an integer >= 0")
     need(t.weight_decay >= 0, "training.weight_decay", t.weight_decay, "a number >= 0")
+    need(len(t.betas) == 2 and all(0.0 <= b < 1.0 for b in t.betas), "training.betas",
+         t.betas, "two numbers in [0, 1), e.g. [0.9, 0.99]")
     need(0.0 <= t.label_smoothing < 1.0, "training.label_smoothing", t.label_smoothing,
          "a number in [0, 1)")
     need(t.grad_clip >= 0, "training.grad_clip", t.grad_clip, "a number >= 0 (0 disables)")

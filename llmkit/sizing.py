@@ -139,7 +139,8 @@ def model_params(gpt: GPTConfig, task: str = "lm") -> tuple[int, int]:
         with torch.device("meta"):
             model = SpanModel(gpt)
         total = sum(p.numel() for p in model.parameters())
-        embedding = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+        wpe = model.transformer.wpe
+        embedding = model.transformer.wte.weight.numel() + (wpe.weight.numel() if wpe else 0)
         return total, total - embedding
     return param_counts(gpt)
 
@@ -150,7 +151,8 @@ def preset_gpt(name: str, vocab_size: int, task: str = "lm", *, bias: bool = Fal
     p = PRESETS[name]
     return GPTConfig(vocab_size=vocab_size, n_layer=p["n_layer"], n_head=p["n_head"],
                      n_embd=p["n_embd"], block_size=p["block_size"], dropout=p["dropout"],
-                     bias=bias, causal=task == "lm", pad_vocab_multiple=pad_vocab_multiple)
+                     bias=bias, causal=task == "lm", pad_vocab_multiple=pad_vocab_multiple,
+                     arch=p["arch"], tie_embeddings=p["tie_embeddings"])
 
 
 def regularisation_for(tokens_per_param: float) -> tuple[float, float]:

@@ -23,4 +23,5 @@ def gpt_config(cfg: Config, tok: Tokenizer) -> GPTConfig:
     return GPTConfig(vocab_size=tok.vocab_size, n_layer=m.n_layer, n_head=m.n_head,
                      n_embd=m.n_embd, block_size=m.block_size, dropout=m.dropout,
                      bias=m.bias, causal=cfg.project.task == "lm",
-                     pad_vocab_multiple=m.pad_vocab_multiple)
+                     pad_vocab_multiple=m.pad_vocab_multiple, arch=m.arch,
+                     tie_embeddings=m.tie_embeddings)

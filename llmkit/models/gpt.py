@@ -1,8 +1,14 @@
 """The GPT trunk (causal or bidirectional) and the causal language model on top of it.
 
-Reads top to bottom: config, attention, MLP, block, trunk (`GPT`), language model
-(`CausalLM`), then two helpers the trainer needs (`param_counts`,
-`configure_optimizer_groups`). Plain `nn.Module`s: no Lightning in here.
+Reads top to bottom: config, the two norms and rotary positions, attention, MLP, block,
+trunk (`GPT`), language model (`CausalLM`), then two helpers the trainer needs
+(`param_counts`, `configure_optimizer_groups`). Plain `nn.Module`s: no Lightning in here.
+
+Architectures: `gpt2` (learned positions, LayerNorm, GELU MLP) is today's GPT-2; `llama`
+(rotary positions, RMSNorm, SwiGLU MLP) computes what transformers' Llama computes, and
+`qwen3` is `llama` plus an RMSNorm on each head's queries and keys (QK-norm). Any of them
+may tie the head to the token embedding or not. Options are offered only in these
+combinations, because each must be a model `transformers` loads with identical logits.
 
 Shape letters: B batch, T time (sequence length), C channels (n_embd), V vocabulary,
 nh heads, hs head size.
@@ -32,6 +38,8 @@ class GPTConfig:
     bias: bool = False  # biases in Linear and LayerNorm layers
     causal: bool = True  # False: bidirectional attention (span models)
     pad_vocab_multiple: int = 1  # round embedding rows up to a multiple of this (64 on GPU)
+    arch: str = "gpt2"  # gpt2 | llama | qwen3: which options below are on (ARCHES)
+    tie_embeddings: bool = True  # the LM head reuses the token embedding matrix
 
     def __post_init__(self) -> None:
         problems = []
@@ -42,6 +50,10 @@ class GPTConfig:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.arch not in ARCHES:
+            problems.append(f"arch must be one of {', '.join(ARCHES)}, got {self.arch!r}")
+        elif self.arch != "gpt2" and self.bias:
+            problems.append(f"arch {self.arch} has no biases (RMSNorm has none); set bias=False")
         if not problems and self.n_embd % self.n_head != 0:
             problems.append(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
@@ -54,6 +66,78 @@ class GPTConfig:
         """Rows of the token embedding: vocab_size rounded up to pad_vocab_multiple."""
         m = self.pad_vocab_multiple
         return (self.vocab_size + m - 1) // m * m
+
+    @property
+    def rope(self) -> bool:
+        """Rotary position embeddings in attention instead of a learned position table."""
+        return self.arch != "gpt2"
+
+    @property
+    def qk_norm(self) -> bool:
+        """RMSNorm over each head's queries and keys, before the rotation (Qwen3)."""
+        return self.arch == "qwen3"
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        """Width of the MLP's hidden layer.
+
+        GELU: 4 x n_embd (GPT-2). SwiGLU has three matrices instead of two, so it gets
+        about 2/3 of that (8/3 x n_embd, as in Llama), rounded up to a multiple of 32:
+        the same parameter count, give or take the rounding.
+        """
+        if self.arch == "gpt2":
+            return 4 * self.n_embd
+        return (8 * self.n_embd // 3 + 31) // 32 * 32
+
+
+ARCHES = ("gpt2", "llama", "qwen3")  # the option combinations that transformers loads
+ROPE_THETA = 10000.0  # base of the rotary frequencies (Llama 2's rope_theta)
+RMS_NORM_EPS = 1e-6  # Llama's and Qwen3's rms_norm_eps
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in float32 (as Llama does), no bias."""
+
+    def __init__(self, dim: int, eps: float = RMS_NORM_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def make_norm(cfg: GPTConfig, dim: int) -> nn.Module:
+    """The architecture's normalisation layer over the last `dim` channels."""
+    if cfg.arch == "gpt2":
+        return nn.LayerNorm(dim, bias=cfg.bias)
+    return RMSNorm(dim)
+
+
+def rotary_tables(head_size: int, n_pos: int, theta: float = ROPE_THETA
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (n_pos, head_size) of the rotary embedding, in float32.
+
+    Channel pair (i, i + hs/2) of position p is rotated by the angle p * theta^(-2i/hs):
+    the "rotate half" layout of Llama in transformers (not GPT-J's interleaved pairs).
+    """
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.outer(torch.arange(n_pos, dtype=torch.float32), inv_freq)  # (n_pos, hs/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (n_pos, hs)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate queries or keys x (B, nh, T, hs) by the angles of their positions (T, hs)."""
+    half = x.size(-1) // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # rotate_half(x)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -70,25 +154,36 @@ class SelfAttention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.attn_dropout = nn.Dropout(cfg.dropout)  # only used on the explicit path
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        # QK-norm (qwen3): one RMSNorm over the head size, shared by all heads
+        self.q_norm = RMSNorm(cfg.head_size) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(cfg.head_size) if cfg.qk_norm else None
 
     def forward(
         self,
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         weights_out: list[torch.Tensor] | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Attend; `attn_mask` is a bool (B, 1, T, T) or (B, 1, 1, T), True = may attend.
 
         Returns the output (B, T, C). When a list `weights_out` is given, the attention
         weights (B, nh, T, T) are appended to it; that takes the explicit path instead of
-        SDPA, which never materialises them.
+        SDPA, which never materialises them. `rotary` is the (cos, sin) of the T positions
+        (T, hs) when the architecture rotates queries and keys.
         """
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         hs = C // self.n_head
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        q = q.view(B, T, self.n_head, hs)  # (B, T, nh, hs)
+        k = k.view(B, T, self.n_head, hs)  # (B, T, nh, hs)
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # per head, before the rotation (Qwen3)
+        q = q.transpose(1, 2)  # (B, nh, T, hs)
+        k = k.transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
 
         if weights_out is not None:
             # The slow, explicit path: inspection tools that want to see the weights pay
@@ -119,13 +214,27 @@ class MLP(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=cfg.bias)
         self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward (Llama): c_proj(silu(c_gate(x)) * c_fc(x))."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_gate = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.c_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x)))  # (B, T, C)
 
 
 class Block(nn.Module):
@@ -133,21 +242,23 @@ class Block(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_1 = make_norm(cfg, cfg.n_embd)
         self.attn = SelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.ln_2 = make_norm(cfg, cfg.n_embd)
+        self.mlp = MLP(cfg) if cfg.arch == "gpt2" else SwiGLU(cfg)
 
     def forward(
         self,
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         weights_out: list[torch.Tensor] | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C). `weights_out` collects the attention weights (see
-        `SelfAttention`); the output is a tensor on every path, so a forward hook on a
-        block sees the same thing in training and in inspection."""
-        x = x + self.attn(self.ln_1(x), attn_mask, weights_out)
+        """(B, T, C) -> (B, T, C). `weights_out` collects the attention weights, `rotary`
+        holds the positions' rotations (see `SelfAttention`); the output is a tensor on
+        every path, so a forward hook on a block sees the same thing in training and in
+        inspection."""
+        x = x + self.attn(self.ln_1(x), attn_mask, weights_out, rotary)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -162,7 +273,7 @@ class TrunkOutput(NamedTuple):
 
 
 class GPT(nn.Module):
-    """The trunk: token + position embeddings, `n_layer` blocks, final LayerNorm.
+    """The trunk: token (+ learned position) embeddings, `n_layer` blocks, final norm.
 
     Heads live elsewhere (`CausalLM`, `SpanModel`); they read the (B, T, C) output.
     The blocks are an `nn.ModuleList` named `h`, so hooks can address `h.3`.
@@ -172,10 +283,16 @@ class GPT(nn.Module):
         super().__init__()
         self.config = cfg
         self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        # learned positions (gpt2), or rotations of queries and keys (llama, qwen3)
+        self.wpe = None if cfg.rope else nn.Embedding(cfg.block_size, cfg.n_embd)
+        if cfg.rope:
+            cos, sin = rotary_tables(cfg.head_size, cfg.block_size)
+            # not in the state dict: computed, never learned
+            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, hs)
+            self.register_buffer("rope_sin", sin, persistent=False)  # (block_size, hs)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
-        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.ln_f = make_norm(cfg, cfg.n_embd)
         self.apply(_init_weights)
         # Each residual branch adds to the stream 2 * n_layer times in total; scaling its
         # output projection keeps the stream's variance from growing with depth (GPT-2).
@@ -224,12 +341,17 @@ class GPT(nn.Module):
             )
         attn_mask = self._attn_mask(mask, B, T) if mask is not None else None
 
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        rotary = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
+        else:
+            rotary = (self.rope_cos[:T], self.rope_sin[:T])  # (T, hs) each
+        x = self.drop(x)
         if hidden is not None:
             hidden.append(x)
         for block in self.h:
-            x = block(x, attn_mask, weights)
+            x = block(x, attn_mask, weights, rotary)
             if hidden is not None:
                 hidden.append(x)
         return self.ln_f(x)  # (B, T, C)
@@ -258,7 +380,7 @@ def _init_weights(module: nn.Module) -> None:
 
 
 class CausalLM(nn.Module):
-    """A causal GPT trunk with a language-model head tied to the token embedding."""
+    """A causal GPT trunk with a language-model head (tied to the token embedding or not)."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -268,9 +390,12 @@ class CausalLM(nn.Module):
         self.config = cfg
         self.transformer = GPT(cfg)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
-        # Weight tying: one matrix both embeds tokens and scores them (fewer parameters,
-        # and it trains better on small data).
-        self.lm_head.weight = self.transformer.wte.weight
+        if cfg.tie_embeddings:
+            # Weight tying: one matrix both embeds tokens and scores them (fewer
+            # parameters, and it trains better on small data).
+            self.lm_head.weight = self.transformer.wte.weight
+        else:
+            nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.02)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Logits over the real vocabulary from normalised hidden states (..., C) -> (..., V).
@@ -360,43 +485,54 @@ class CausalLM(nn.Module):
 
 
 def param_counts(cfg: GPTConfig) -> tuple[int, int]:
-    """(total, non_embedding) parameter counts of the trunk with its tied LM head.
+    """(total, non_embedding) parameter counts of the causal LM (trunk and head).
 
-    Non-embedding leaves out the token and position embeddings (the tied head is the token
-    embedding, counted once). The total includes the padding rows of a padded vocabulary.
-    A span head would add 2 * n_embd + 2. The model is built on the meta device, so this
-    costs no memory even for large configs.
+    Non-embedding leaves out the token and position embeddings; a tied head is the token
+    embedding (counted once, as an embedding), an untied head is a matrix like any other
+    and counts. The total includes the padding rows of a padded vocabulary. A span head
+    would add 2 * n_embd + 2 instead of the LM head. The model is built on the meta
+    device, so this costs no memory even for large configs.
     """
     with torch.device("meta"):
         model = GPT(cfg)
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.wte.weight.numel() + model.wpe.weight.numel()
+    embedding = model.wte.weight.numel()
+    if model.wpe is not None:
+        embedding += model.wpe.weight.numel()
+    if not cfg.tie_embeddings:
+        total += cfg.padded_vocab_size * cfg.n_embd  # the head's own matrix
     return total, total - embedding
 
 
 def configure_optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: decay weight matrices only.
+    """Optimizer parameter groups: decay weight matrices only; mark the hidden ones.
 
     Decayed: Linear weights (every parameter with dim >= 2 that is not an embedding).
-    Not decayed: biases, LayerNorm weights, and the token and position embeddings. The
+    Not decayed: biases, norm weights, and the token and position embeddings. The
     embeddings are left alone (as in minGPT) because a rare token's row gets a gradient
-    only when the token appears, but decay would shrink it at every step. The LM head is
-    tied to the token embedding, so it is not decayed either. Every trainable parameter
-    appears in exactly one group, tied ones once.
+    only when the token appears, but decay would shrink it at every step. A tied LM head
+    is the token embedding, so it is not decayed either.
+
+    Each group carries `hidden`: True for the 2-D weight matrices inside the transformer
+    blocks, the ones Muon orthogonalises; embeddings, norms, biases and heads are False
+    (they stay with AdamW). Every trainable parameter appears in exactly one group, tied
+    ones once; empty groups are left out.
     """
     embedding_ids = {
         id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
-    decay, no_decay = [], []
+    hidden, head, no_decay = [], [], []
     # named_parameters() yields a tied parameter once, under its first name
-    for _, p in model.named_parameters():
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if p.dim() >= 2 and id(p) not in embedding_ids:
-            decay.append(p)
+            (hidden if ".h." in f".{name}" else head).append(p)
         else:
             no_decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+    groups = [
+        {"params": hidden, "weight_decay": weight_decay, "hidden": True},
+        {"params": head, "weight_decay": weight_decay, "hidden": False},
+        {"params": no_decay, "weight_decay": 0.0, "hidden": False},
     ]
+    return [g for g in groups if g["params"]]

@@ -8,14 +8,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from llmkit.checkpoint import checkpoint_meta
 from llmkit.config import Config
-from llmkit.models import GPTConfig, param_counts
+from llmkit.models import CausalLM, GPTConfig, SpanModel
 from llmkit.models.from_config import gpt_config
 from llmkit.tokenizer import Tokenizer
+from llmkit.trainer.callbacks.progress import LossBar
 from llmkit.trainer.checkpoint_io import AtomicCheckpointIO
 from llmkit.trainer.task import TaskModule
 
@@ -34,9 +35,20 @@ def build_module(cfg: Config, tok: Tokenizer) -> TaskModule:
 
 
 def flops_per_token(gpt: GPTConfig) -> float:
-    """Training FLOPs per token: 6 per non-embedding parameter plus attention (PaLM, app. B)."""
-    _, non_embedding = param_counts(gpt)
-    return 6 * non_embedding + 12 * gpt.n_layer * gpt.n_embd * gpt.block_size
+    """Training FLOPs per token (forward + backward), counted from the model code.
+
+    6 per weight that takes part in a matrix multiply: every Linear in the blocks and the
+    head; the LM head is a (n_embd x vocab) matmul whether or not it shares its matrix
+    with the token embedding (nanoGPT's get_num_params warns that leaving it out
+    undercounts). Embedding look-ups and norms are not matmuls. Plus attention's two
+    (T x T) matmuls, 12 * n_layer * n_embd * T per token at the full context
+    T = block_size (PaLM, appendix B, counting the causal half that is masked off, as
+    everyone does).
+    """
+    with torch.device("meta"):  # no memory: only the shapes are read
+        model = CausalLM(gpt) if gpt.causal else SpanModel(gpt)
+    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 6 * matmul + 12 * gpt.n_layer * gpt.n_embd * gpt.block_size
 
 
 def resolve_precision(precision: str) -> str:
@@ -85,7 +97,7 @@ def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Call
                            mode="min", save_top_k=1, auto_insert_metric_name=False)
     extra: list[L.Callback] = [best, LearningRateMonitor(logging_interval="step")]
     if progress:
-        extra.append(TQDMProgressBar(refresh_rate=cfg.logging.log_every_steps))
+        extra.append(LossBar(refresh_rate=cfg.logging.log_every_steps * t.grad_accum))
     return L.Trainer(
         accelerator="auto",
         devices=t.devices,

@@ -34,7 +34,7 @@ class LMModule(TaskModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch
         _, loss = self.model(x, y, label_smoothing=self.cfg.training.label_smoothing)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=x.size(0))
+        # train/loss is logged by the TrainLoss callback: no device sync per micro-batch
         return loss
 
     def on_validation_epoch_start(self) -> None:

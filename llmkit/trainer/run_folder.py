@@ -10,6 +10,7 @@ import yaml
 from llmkit.checkpoint import (
     LAST,
     check_compatible,
+    check_resumable,
     latest_run,
     load_checkpoint,
     run_version,
@@ -36,6 +37,7 @@ def resume_point(run: Path, cfg: Config, module: TaskModule, tok: Tokenizer
     ckpt = run / "checkpoints" / LAST
     meta = load_checkpoint(ckpt).get("llmkit", {})
     check_compatible(meta, cfg, module.model.config, tok, ckpt)
+    check_resumable(meta, cfg, ckpt)
     return ckpt, run_version(run)
 
 

@@ -39,7 +39,7 @@ class SpanModule(TaskModule):
         start_logits, end_logits = self.model(batch["ids"], batch["mask"])
         loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"],
                          label_smoothing=self.cfg.training.label_smoothing)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["ids"].size(0))
+        # train/loss is logged by the TrainLoss callback: no device sync per micro-batch
         return loss
 
     def on_validation_epoch_start(self) -> None:

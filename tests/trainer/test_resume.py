@@ -66,10 +66,12 @@ def saved_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return saved
 
 
-def _stop_resume_and_straight(tiny_project: Callable[..., Config], task: str = "lm"
+def _stop_resume_and_straight(tiny_project: Callable[..., Config], task: str = "lm",
+                              options: dict[str, dict[str, Any]] | None = None,
                               ) -> tuple[RunResult, RunResult, RunResult]:
     """The same project trained twice: stopped at N then resumed, and in one go to 2N."""
-    cfg = tiny_project(task, config=CONFIG, name="resumed")
+    config = {k: {**v, **(options or {}).get(k, {})} for k, v in CONFIG.items()}
+    cfg = tiny_project(task, config=config, name="resumed")
     straight_root = cfg.root.parent / "straight"
     shutil.copytree(cfg.root, straight_root)
     first = train(cfg.root, stop_at=N, log=_quiet, progress=False)
@@ -125,6 +127,46 @@ def test_stop_and_resume_repeats_the_uninterrupted_run(tiny_project, saved_check
     assert saved_checkpoints
     for saved in saved_checkpoints:
         assert saved["train_batches"] == saved["step"] * ACCUM, saved
+
+
+# Every optimizer and every architecture option at least once (llama: rotary positions,
+# RMSNorm, SwiGLU; qwen3 adds QK-norm), with the head tied and untied.
+OPTIONS = {
+    "muon": {"training": {"optimizer": "muon"}},
+    "llama-untied": {"model": {"arch": "llama", "tie_embeddings": False}},
+    "qwen3-muon": {"model": {"arch": "qwen3"}, "training": {"optimizer": "muon"}},
+}
+
+
+@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+def test_stop_and_resume_is_exact_for_every_option(tiny_project, options) -> None:
+    first, resumed, straight = _stop_resume_and_straight(tiny_project, options=options)
+    assert first.global_step == N and resumed.global_step == 2 * N
+    meta = load_checkpoint(resumed.last_checkpoint)["llmkit"]
+    for values in options.values():  # the checkpoint records the options
+        for key, value in values.items():
+            recorded = meta["optimizer"]["name"] if key == "optimizer" else meta["gpt"][key]
+            assert recorded == value
+    got, want = _scalars(resumed.run_dir, "train/loss"), _scalars(straight.run_dir, "train/loss")
+    assert [s for s, _ in want["train/loss"]] == list(range(2 * N))
+    _assert_same_series(got["train/loss"], want["train/loss"], "train/loss", rel=1e-5)
+    got_val, want_val = _scalars(resumed.run_dir, "val/"), _scalars(straight.run_dir, "val/")
+    _assert_same_series(got_val["val/loss"], want_val["val/loss"], "val/loss", rel=1e-5)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.arch=llama", r"model\.arch: checkpoint 'gpt2', config 'llama'"),
+    ("model.tie_embeddings=false", r"model\.tie_embeddings: checkpoint True, config False"),
+    ("training.optimizer=muon", r"training\.optimizer: checkpoint 'adamw', config 'muon'"),
+    ("training.betas=[0.9, 0.95]", r"training\.betas: checkpoint \[0\.9, 0\.99\], config "
+                                   r"\[0\.9, 0\.95\]"),
+])
+def test_resume_refuses_other_options(tiny_project: Callable[..., Config], override: str,
+                                      message: str) -> None:
+    cfg = tiny_project(config=CONFIG)
+    train(cfg.root, stop_at=1, log=_quiet, progress=False)
+    with pytest.raises(CheckpointError, match=message):
+        train(cfg.root, [override], resume=True, log=_quiet, progress=False)
 
 
 def test_resume_refuses_a_different_model_shape(tiny_project: Callable[..., Config]) -> None:

@@ -326,7 +326,8 @@ def _watched(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Embeddings, blocks, final norm and head(s), in the order the forward pass runs them."""
     t = model.transformer
     yield "transformer.wte", t.wte
-    yield "transformer.wpe", t.wpe
+    if t.wpe is not None:  # rotary architectures have no position table
+        yield "transformer.wpe", t.wpe
     for i, block in enumerate(t.h):
         yield f"transformer.h.{i}", block
     yield "transformer.ln_f", t.ln_f

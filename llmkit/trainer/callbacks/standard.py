@@ -11,12 +11,13 @@ import lightning as L
 from llmkit.config import Config
 from llmkit.models import GPTConfig
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.build import flops_per_token
+from llmkit.trainer.build import flops_per_token, resolve_precision
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
 from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
 from llmkit.trainer.callbacks.overfit import OverfitMonitor
+from llmkit.trainer.callbacks.progress import TrainLoss
 from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
-from llmkit.trainer.callbacks.throughput import Throughput
+from llmkit.trainer.callbacks.throughput import Throughput, matmul_dtype
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Pat
     callbacks: list[L.Callback] = [
         NonFiniteGuard(last.path),
         last,
-        Throughput(cfg.logging.log_every_steps, flops_per_token(gpt)),
+        TrainLoss(cfg.logging.log_every_steps),
+        Throughput(cfg.logging.log_every_steps, flops_per_token(gpt),
+                   matmul_dtype(resolve_precision(t.precision))),
         _samples(cfg, tok),
         HealthMonitor(cfg.logging.health_every_steps, log=log),
         overfit,

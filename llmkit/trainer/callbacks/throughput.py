@@ -3,31 +3,48 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.throughput import get_available_flops
 
-# Dense bf16 peak FLOP/s of common accelerators (vendor data sheets, without sparsity).
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 125e12,
-    "L4": 121e12,
-    "RTX 4090": 165e12,
-    "RTX 3090": 71e12,
+# Dense peak FLOP/s (vendor data sheets, without sparsity) of GPUs that Lightning's table
+# (`get_available_flops`) does not name, by the dtype the matmuls run in.
+FALLBACK_PEAK_FLOPS: dict[str, dict[torch.dtype, float]] = {
+    "H200": {torch.bfloat16: 989.4e12, torch.float16: 989.4e12, torch.float32: 494.7e12},
 }
 
 
-def peak_flops(device: torch.device) -> float | None:
-    """The bf16 peak of `device` if it is a GPU we know, else None (CPU: no estimate)."""
+def matmul_dtype(precision: str) -> torch.dtype:
+    """The dtype the matmuls of a Lightning precision setting run in."""
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return torch.float32
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The device's peak FLOP/s for matmuls in `dtype`, or None where nobody knows it.
+
+    Lightning's `get_available_flops` first (its table tells H100 SXM, PCIe and NVL
+    apart, and counts float32 as TF32 when matmul precision allows it), then our fallback
+    table for GPUs it does not know. CPUs: None (the benchmarks measure a matmul ceiling).
+    """
     if device.type != "cuda":
         return None
+    with warnings.catch_warnings():  # it warns about unknown GPUs; we have a fallback
+        warnings.simplefilter("ignore")
+        flops = get_available_flops(device, dtype)
+    if flops:
+        return float(flops)
     name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return flops
+    for key, table in FALLBACK_PEAK_FLOPS.items():
+        if key in name and dtype in table:
+            if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":
+                return None  # plain float32, no TF32: not in the table
+            return table[dtype]
     return None
 
 
@@ -53,21 +70,29 @@ class Throughput(L.Callback):
     Args:
         log_every_steps: logging interval in optimizer steps (>= 1).
         flops_per_token: training FLOPs per token (forward + backward), or None.
+        dtype: the dtype the matmuls run in (`matmul_dtype` of the precision): the peak
+            that MFU divides by depends on it.
 
     Example:
         >>> cb = Throughput(log_every_steps=10, flops_per_token=6 * 1_000_000)
     """
 
-    def __init__(self, log_every_steps: int, flops_per_token: float | None = None) -> None:
+    def __init__(self, log_every_steps: int, flops_per_token: float | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
         if log_every_steps < 1:
             raise ValueError(f"log_every_steps must be >= 1, got {log_every_steps}")
         self.log_every_steps = log_every_steps
         self.flops_per_token = flops_per_token
+        self.dtype = dtype
+        self._peak: float | None = None
         self._tokens = 0
         self._t0: float | None = None  # start of the current interval; None: next batch
         self._step_at_batch_start: int | None = None
         self._val_start: float | None = None
         self.history: list[float] = []  # tokens/s of each logged interval
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._peak = peak_flops(pl_module.device, self.dtype)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._step_at_batch_start = trainer.global_step
@@ -103,9 +128,9 @@ class Throughput(L.Callback):
         rate = self._tokens / elapsed
         self.history.append(rate)
         metrics = {"throughput/tokens_per_sec": rate}
-        peak = peak_flops(pl_module.device)
-        if peak and self.flops_per_token:
-            metrics["throughput/mfu"] = rate * self.flops_per_token / (peak * trainer.world_size)
+        if self._peak and self.flops_per_token:
+            metrics["throughput/mfu"] = (rate * self.flops_per_token
+                                         / (self._peak * trainer.world_size))
         # Straight to the loggers (rank zero only): `self.log` would be written only on the
         # Trainer's own log_every_n_steps grid, which need not match this interval.
         for logger in trainer.loggers:
