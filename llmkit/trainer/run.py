@@ -9,18 +9,20 @@ from pathlib import Path
 
 import lightning as L
 import yaml
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import Config, load_config
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.errors import CheckpointError, LlmkitError
+from llmkit.models import param_counts
 from llmkit.trainer.build import build_module, build_trainer, flops_per_token
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
 from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
+from llmkit.trainer.callbacks.lens import LensMonitor
 from llmkit.trainer.callbacks.overfit import OverfitMonitor
 from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
+from llmkit.trainer.callbacks.tensorboard import RunLogger, TensorBoardLayout
 from llmkit.trainer.callbacks.throughput import Throughput
 from llmkit.trainer.checkpoint import (
     LAST,
@@ -61,7 +63,8 @@ class RunResult:
             lines.append(f"best val/loss {self.best_val_loss:.4f}: {self.best_checkpoint}")
         lines.append(f"last checkpoint: {self.last_checkpoint}")
         lines.append(f"TensorBoard logs: {self.run_dir}")
-        lines.append(f"open them with: tensorboard --logdir {self.run_dir.parent}")
+        lines.append(f"open them with: tensorboard --logdir {self.run_dir.parent} (the "
+                     f"CUSTOM SCALARS tab has the overview, HPARAMS compares runs)")
         return "\n".join(lines)
 
 
@@ -101,8 +104,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
 
     ckpt_path, version = (_resume_point(resume_run, cfg, module, tok) if resume_run
                           else (None, None))
-    logger = TensorBoardLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
-                               version=version, default_hp_metric=False)
+    logger = RunLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
+                       version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     t = cfg.training
     last = LastCheckpoint(run_dir / "checkpoints", t.checkpoint_every_steps)
@@ -116,6 +119,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         _samples_callback(cfg, tok),
         HealthMonitor(cfg.logging.health_every_steps, log=log),
         overfit,
+        TensorBoardLayout(cfg, param_counts(module.model.config)[0]),
+        *_lens_callback(cfg),
         *(extra_callbacks or []),
     ]
     trainer = build_trainer(cfg, logger, callbacks, stop_at=stop_at, progress=progress)
@@ -180,6 +185,15 @@ def _samples_callback(cfg: Config, tok) -> L.Callback:
         return SpanSamples(n, cfg.logging.sample_every_steps)
     return LMSamples(n, tok.decode, cfg.logging.sample_every_steps, max_new_tokens=48,
                      seed=cfg.project.seed)
+
+
+def _lens_callback(cfg: Config) -> list[L.Callback]:
+    """The per-layer lens of LM runs (off with logging.lens_windows: 0; not under FSDP,
+    whose sharded weights cannot run a layer outside the wrapped forward)."""
+    lg = cfg.logging
+    if cfg.project.task != "lm" or lg.lens_windows == 0 or cfg.training.strategy == "fsdp":
+        return []
+    return [LensMonitor(lg.lens_windows, lg.lens_every_steps)]
 
 
 def _save_run_config(cfg: Config, run_dir: Path) -> None:
