@@ -44,10 +44,12 @@ def layout(task: str) -> dict[str, dict[str, list[Any]]]:
     overview = {"train and validation loss": _lines(r"^train/loss$", r"^val/loss$")}
     if task == "span":
         overview["validation span metrics"] = _lines(
-            r"^val/span_iou$", r"^val/exact_match$", r"^val/span_f1$",
-            r"^val/nospan_precision$", r"^val/nospan_recall$")
+            r"^val/span_iou$", r"^val/exact_match$", r"^val/span_f1$")
+        overview["validation: examples with and without a span"] = _lines(
+            r"^val/has_span_", r"^val/nospan_")
     else:
         overview["validation bits per token"] = _lines(r"^val/bits_per_token$")
+        overview["validation perplexity"] = _lines(r"^val/ppl$")
     out: dict[str, dict[str, list[Any]]] = {"1 overview": overview}
     if task == "lm":
         out["2 lens (every layer)"] = {
