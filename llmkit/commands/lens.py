@@ -73,7 +73,7 @@ class LensOptions:
 def run(cfg: Config, opts: LensOptions, *, echo: Echo = print) -> dict[str, Any]:
     """Compute the lens report, print the table, write `--json` / `--html`; return it."""
     from llmkit.fsutil import atomic_write_text
-    from llmkit.trainer.inference import load_trained
+    from llmkit.trainer.restore import load_trained
 
     _check_options(cfg, opts)
     cfg, tok, module, ckpt_path = load_trained(cfg, opts.checkpoint, log=echo)
@@ -320,7 +320,7 @@ def _span_run(cfg: Config, tok: Tokenizer, model, opts: LensOptions,
 
 
 def _checkpoint_info(cfg: Config, tok: Tokenizer, model, ckpt_path: Path) -> dict[str, Any]:
-    from llmkit.trainer.checkpoint import load_checkpoint
+    from llmkit.checkpoint import load_checkpoint
 
     step = load_checkpoint(ckpt_path).get("global_step")  # memory-mapped: cheap
     c = model.config
