@@ -8,20 +8,18 @@ import re
 
 import pytest
 import torch
+import yaml
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from llmkit.trainer.callbacks.lens import LensMonitor, lens_tags
 from llmkit.trainer.callbacks.tensorboard import final_metrics, layout
 from llmkit.trainer.run import train
+from tests.conftest import lm_text
 
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory):
     """A tiny LM trained 6 steps, validating every 2 (three lens measurements)."""
-    from tests.conftest import lm_text  # the shared tiny-corpus maker
-
-    import yaml
-
     root = tmp_path_factory.mktemp("lens-run") / "proj"
     (root / "data").mkdir(parents=True)
     (root / "data" / "train.txt").write_text(lm_text(60), encoding="utf-8")
