@@ -22,6 +22,7 @@ from llmkit.inspect.lens import (
     lens_run,
 )
 from llmkit.inspect.numerics import entropy_bits, log_probs
+from llmkit.inspect.report import dumps, loads_strict
 from llmkit.inspect.tuned import TunedLens
 from llmkit.models import CausalLM, GPTConfig
 
@@ -206,6 +207,9 @@ def test_nan_weights_give_null_entries_never_zero_bits():
     places = {e["where"] for e in report["nonfinite"]}
     assert "layers[2].entropy_bits[0]" in places and "layers[3].kl_bits[0]" in places
     assert "layers[0].kl_bits[0]" in places  # KL against a NaN final layer is NaN too
+    # the run is plain strict JSON: nulls where the NaNs were
+    back = loads_strict(dumps({"runs": [report]}))
+    assert back["runs"][0]["layers"][3]["positions"][0]["entropy_bits"] is None
 
 
 def test_copy_collapse_needs_a_window_of_confident_copying_layers():
