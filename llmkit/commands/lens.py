@@ -169,7 +169,7 @@ def _token_text(cfg: Config, tok: Tokenizer) -> Callable[[int], str]:
     return text
 
 
-def _encode(cfg: Config, tok: Tokenizer, text: str, flag: str) -> list[int]:
+def _encode(tok: Tokenizer, text: str, flag: str) -> list[int]:
     ids = tok.encode(text)
     if not ids:
         raise LensError(f"{flag} {text!r} has no tokens; give some text")
@@ -180,7 +180,7 @@ def _encode(cfg: Config, tok: Tokenizer, text: str, flag: str) -> list[int]:
 def _lm_inputs(cfg: Config, tok: Tokenizer, opts: LensOptions,
                notes: list[str]) -> list[LensInput]:
     """The prompt, its variants and the control, each a separate input."""
-    target = _first_token(cfg, tok, opts.target, "--target", notes)
+    target = _first_token(tok, opts.target, "--target", notes)
     prompts = [("prompt", opts.prompt, "--prompt")]
     seen: set[str] = {"prompt", "control"}
     for spec in opts.variants:
@@ -194,11 +194,11 @@ def _lm_inputs(cfg: Config, tok: Tokenizer, opts: LensOptions,
         prompts.append((name, text, f"--variant {name}"))
     inputs = []
     for name, text, flag in prompts:
-        ids = _encode(cfg, tok, text, flag)
+        ids = _encode(tok, text, flag)
         inputs.append(_input(cfg, name, text, ids, target, None, flag))
     if opts.control_prompt is not None:
-        ids = _encode(cfg, tok, opts.control_prompt, "--control-prompt")
-        control = _first_token(cfg, tok, opts.control_target, "--control-target", notes)
+        ids = _encode(tok, opts.control_prompt, "--control-prompt")
+        control = _first_token(tok, opts.control_target, "--control-target", notes)
         inputs.append(_input(cfg, "control", opts.control_prompt, ids, control, target,
                              "--control-prompt"))
     return inputs
@@ -215,11 +215,11 @@ def _input(cfg: Config, name: str, text: str, ids: list[int], target: int | None
                      target=target, foil=foil)
 
 
-def _first_token(cfg: Config, tok: Tokenizer, text: str | None, flag: str,
+def _first_token(tok: Tokenizer, text: str | None, flag: str,
                  notes: list[str]) -> int | None:
     if text is None:
         return None
-    ids = _encode(cfg, tok, text, flag)
+    ids = _encode(tok, text, flag)
     if len(ids) > 1:
         notes.append(f"{flag} {text!r} is {len(ids)} tokens; the lens follows its first "
                      f"token {tok.decode(ids[:1])!r}")

@@ -43,7 +43,7 @@ from llmkit.models import CausalLM
 Translate = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, state) -> state
 
 
-def layer_name(i: int, n_layer: int) -> str:
+def layer_name(i: int) -> str:
     """How a layer is called in tables: `emb`, `h0` ... (the output of block 0 ...)."""
     return "emb" if i == 0 else f"h{i - 1}"
 
@@ -200,7 +200,7 @@ def lens_run(model: CausalLM, inp: LensInput, settings: LensSettings, lens: str,
                                                         f"{where}.positions[{j}].target_prob",
                                                         nf)
                 rows.append(row)
-            layers.append({"layer": i, "name": layer_name(i, len(out.hidden) - 1),
+            layers.append({"layer": i, "name": layer_name(i),
                            "positions": rows})
             last = rows[-1]
             top1.append(top_ids[-1][0])

@@ -55,7 +55,7 @@ def span_lens_run(model: SpanModel, ids: Sequence[int], offsets: Sequence[tuple[
             start_lp, end_lp = log_probs(start_logits[0]), log_probs(end_logits[0])
             layers.append({
                 "layer": i,
-                "name": layer_name(i, len(out.hidden) - 1),
+                "name": layer_name(i),
                 "token_span": [ts, te],
                 "span": list(char_span),
                 "span_text": text[char_span[0]:char_span[1]],
