@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from llmkit.errors import ConfigError, LlmkitError
+from llmkit.fsutil import atomic_write_text
 
 CONFIG_NAME = "llmkit.yaml"
 
@@ -475,16 +474,7 @@ def write_back(path: Path, updates: dict[str, Any]) -> dict[str, tuple[Any, Any]
     if changed:
         text = "".join(lines)
         yaml.safe_load(text)  # never write a file we cannot read back
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            if path.exists():
-                os.chmod(tmp, path.stat().st_mode & 0o777)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, text)  # keeps the file's permissions
     return changed
 
 
