@@ -386,9 +386,12 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
          "null (set by `llmkit tokenizer`) or an integer >= 4")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
          "an integer >= 1 (1 = no padding, 64 for GPUs)")
-    # Byte-level BPE starts from 256 byte tokens plus the 3 specials.
-    need(tk.kind != "bpe" or tk.vocab_size >= 259, "tokenizer.vocab_size", tk.vocab_size,
-         "an integer >= 259 for kind bpe (256 bytes + 3 specials), or use kind char")
+    # Imported here: the tokenizer package reads data files, and data reads the config.
+    from llmkit.tokenizer.core import MIN_BPE_VOCAB
+
+    need(tk.kind != "bpe" or tk.vocab_size >= MIN_BPE_VOCAB, "tokenizer.vocab_size",
+         tk.vocab_size, f"an integer >= {MIN_BPE_VOCAB} for kind bpe (256 bytes + 3 "
+         f"specials), or use kind char")
     need(tk.min_frequency >= 1, "tokenizer.min_frequency", tk.min_frequency, "an integer >= 1")
     specials = [tk.pad, tk.bos, tk.eos]
     need(len(set(specials)) == 3 and all(specials), "tokenizer.bos/eos/pad", specials,

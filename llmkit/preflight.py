@@ -22,6 +22,7 @@ from llmkit.sizing import (
     recommend_preset,
     regularisation_for,
 )
+from llmkit.tokenizer.core import MIN_BPE_VOCAB, SPECIAL_IDS
 
 # Fewer unique training tokens per non-embedding parameter than the sizing target (5:
 # Chinchilla's 20 over 4 epochs, see sizing.py) and the model is likely to memorise.
@@ -38,10 +39,6 @@ MAX_VAL_OVERLAP = 0.05
 # Muennighoff et al. 2023: the value of repeated data decays with a half-life of about 15
 # epochs; past 16 passes more steps add almost nothing but memorisation.
 MAX_EPOCHS = 16
-# Special ids per tokenizer kind: pad, bos, eos, and unk for char (see llmkit.tokenizer).
-SPECIAL_IDS = {"bpe": 3, "char": 4}
-# The smallest vocabulary a byte-level BPE tokenizer can have (3 specials + 256 bytes).
-MIN_BPE_VOCAB = 259
 
 
 def preflight_findings(cfg: Config, gpt: GPTConfig, report: dict[str, Any]) -> list[Finding]:

@@ -42,7 +42,7 @@ import torch
 from llmkit.config import PRESETS
 from llmkit.data.sources import BINARY_SUFFIXES, Document, document_of, file_format
 from llmkit.errors import DataError
-from llmkit.models import GPTConfig, SpanModel, param_counts
+from llmkit.models import GPTConfig, SpanModel, count_parameters, param_counts
 
 # Chinchilla's compute-optimal ratio of training tokens to parameters (Hoffmann et al.).
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
@@ -133,10 +133,7 @@ def model_params(gpt: GPTConfig, task: str = "lm") -> tuple[int, int]:
     """
     if task == "span":
         with torch.device("meta"):
-            model = SpanModel(gpt)
-        total = sum(p.numel() for p in model.parameters())
-        embedding = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
-        return total, total - embedding
+            return count_parameters(SpanModel(gpt))
     return param_counts(gpt)
 
 

@@ -12,7 +12,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -46,8 +45,8 @@ class _LmPass:
 
 def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[SourceFile, str]],
                progress: bool, log: Callable[[str], None]
-               ) -> tuple[dict[str, Any], DataReport]:
-    """Write the LM cache files in `folder`; the counts and the data report of them."""
+               ) -> DataReport:
+    """Write the LM cache files in `folder`; its data report."""
     dtype = token_dtype(tok.vocab_size)
 
     def open_sink(stack: ExitStack, path: Path) -> NpySink:
@@ -78,14 +77,7 @@ def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[Sour
         overlap=overlap, overlap_windows=checked, overlap_sample=sample,
         skipped=dict(skips.counts),
     )
-    counts = {
-        "documents": {"train": result.train.documents, "val": result.val.documents},
-        "tokens": {"train": result.train.tokens, "val": result.val.tokens},
-        "bytes": {"train": result.train.bytes, "val": result.val.bytes},
-        "skipped": dict(skips.counts),
-        "skipped_total": sum(skips.counts.values()),
-    }
-    return counts, report
+    return report
 
 
 def _lm_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: HashSplit,

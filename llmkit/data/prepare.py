@@ -80,10 +80,10 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
     files = source_roles(cfg)
     sources = source_records(files)
     if cfg.project.task == "lm":
-        counts, report = prepare_lm(cfg, tok, folder, files, progress, log)
+        report = prepare_lm(cfg, tok, folder, files, progress, log)
         dtype: str | None = token_dtype(tok.vocab_size).name
     else:
-        counts, report = prepare_span(cfg, tok, folder, files, progress, log)
+        report = prepare_span(cfg, tok, folder, files, progress, log)
         dtype = None
     meta = {
         "version": CACHE_VERSION,
@@ -96,7 +96,6 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
         "sources": sources,
         "files": dict(zip(("train", "val"), file_names(cfg.project.task), strict=True),
                       skipped=SKIPPED),
-        "counts": counts,
         "report": report.to_dict(),
     }
     atomic_write_text(folder / META, json.dumps(meta, indent=2) + "\n")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from llmkit.data.hashing import splitmix64
 from llmkit.data.npy import NpyFile
 
 WINDOW = 32  # tokens per window of the overlap estimate
@@ -130,15 +131,6 @@ def vocab_counts(ids: np.ndarray | NpyFile, vocab_size: int, chunk: int = CHUNK)
     return counts
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    # splitmix64's finaliser: spreads the polynomial hash so that `h % sample` is uniform.
-    h = h ^ (h >> np.uint64(30))
-    h = h * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(27))
-    h = h * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
 def window_hashes(ids: np.ndarray | NpyFile, eos_id: int, window: int = WINDOW, sample: int = 1,
                   chunk: int = CHUNK) -> Iterator[np.ndarray]:
     """Hashes of the `window`-token windows of `ids` that hold no EOS, chunk by chunk.
@@ -153,7 +145,7 @@ def window_hashes(ids: np.ndarray | NpyFile, eos_id: int, window: int = WINDOW, 
         with np.errstate(over="ignore"):  # the hash lives modulo 2**64 on purpose
             for j in range(window):
                 h = h * _P + a[j:j + m]
-            h = _mix(h)
+            h = splitmix64(h)
         eos = np.concatenate([[0], np.cumsum(a == eos_id)])
         keep = eos[window:window + m] == eos[:m]  # no EOS inside the window
         if sample > 1:

@@ -24,7 +24,15 @@ from tokenizers import Tokenizer as HFTokenizer
 from llmkit.data.sources import BadLine, SourceFile, file_format, iter_jsonl_documents
 from llmkit.errors import TokenizerError
 from llmkit.fsutil import atomic_write_text
-from llmkit.tokenizer.core import BOS_ID, EOS_ID, KINDS, PAD_ID, UNK_TOKEN, Tokenizer
+from llmkit.tokenizer.core import (
+    BOS_ID,
+    EOS_ID,
+    KINDS,
+    MIN_BPE_VOCAB,
+    PAD_ID,
+    UNK_TOKEN,
+    Tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +42,6 @@ log = logging.getLogger(__name__)
 _BATCH_CHARS = 1 << 13
 _BYTE_ALPHABET = frozenset(pre_tokenizers.ByteLevel.alphabet())
 # Every byte is a token, so a bpe vocabulary can never be smaller than this.
-_MIN_BPE_VOCAB = 3 + len(_BYTE_ALPHABET)
 
 
 def train_tokenizer(
@@ -109,11 +116,11 @@ def _check_args(
         raise TokenizerError(f"tokenizer kind {kind!r} is not one of {', '.join(KINDS)}")
     if data_format not in ("auto", "text", "jsonl"):
         raise TokenizerError(f"data format {data_format!r} is not one of auto, text, jsonl")
-    if kind == "bpe" and vocab_size < _MIN_BPE_VOCAB:
+    if kind == "bpe" and vocab_size < MIN_BPE_VOCAB:
         raise TokenizerError(
             f"tokenizer vocab_size {vocab_size} is too small for byte-level BPE, which needs "
-            f"at least {_MIN_BPE_VOCAB} (3 special tokens + 256 bytes); ask for "
-            f"{_MIN_BPE_VOCAB} or more, or use kind 'char'"
+            f"at least {MIN_BPE_VOCAB} (3 special tokens + 256 bytes); ask for "
+            f"{MIN_BPE_VOCAB} or more, or use kind 'char'"
         )
     if len(set(specials)) != len(specials) or not all(specials):
         raise TokenizerError(

@@ -93,9 +93,9 @@ def test_every_bad_line_reported_and_every_good_line_kept(tiny_project, project_
         _, kind, reason = bad_lines[int(s["source"].rsplit(":", 1)[1])]
         assert s["kind"] == kind, s
         assert reason in s["reason"], s
-    counts = prepared.meta["counts"]
-    assert counts["examples"] == {"train": len(GOOD), "val": 1}
-    assert counts["skipped_total"] == len(bad_lines) == len(BAD) + 1
+    report = prepared.report
+    assert (report.documents_train, report.documents_val) == (len(GOOD), 1)  # examples
+    assert sum(report.skipped.values()) == len(bad_lines) == len(BAD) + 1
     # The console shows the first 10, in line order, and says where the rest are.
     shown = [m.strip() for m in logged if m.startswith("  data/train.jsonl:")]
     assert len(shown) == 10
@@ -151,8 +151,8 @@ def test_bpe_span_edges(tiny_project, project_tokenizer):
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
     examples = read_examples(prepared.train)
     assert all(tok.decode(e.ids[e.span[0]:e.span[1]]).strip() == "world" for e in examples)
-    assert prepared.meta["counts"]["skipped"] == {"span not covered by tokens": 1}
-    assert prepared.meta["counts"]["widened_spans"] == 1  # kept, but counted and warned
+    assert prepared.report.skipped == {"span not covered by tokens": 1}
+    assert prepared.report.widened_spans == 1  # kept, but counted and warned
     assert "inside a token" in prepared.report.format()
 
 
