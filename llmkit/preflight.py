@@ -195,9 +195,9 @@ def _planned_epochs(cfg: Config, report: dict[str, Any]) -> float | None:
 
 def _step_size(cfg: Config, report: dict[str, Any]) -> tuple[int, int, str]:
     """(units per optimizer step, units of training data, unit name)."""
-    t = cfg.training
-    devices = t.devices if isinstance(t.devices, int) else 1  # "auto": at least one
-    per_step = t.batch_size * t.grad_accum * devices * t.num_nodes
+    training = cfg.training
+    devices = training.devices if isinstance(training.devices, int) else 1  # "auto": at least one
+    per_step = training.batch_size * training.grad_accum * devices * training.num_nodes
     if cfg.project.task == "span":
         have = int(report.get("documents_train", 0))
         unit = "examples"
@@ -209,17 +209,17 @@ def _step_size(cfg: Config, report: dict[str, Any]) -> tuple[int, int, str]:
 
 
 def _epochs(cfg: Config, report: dict[str, Any]) -> Finding | None:
-    t = cfg.training
+    training = cfg.training
     per_step, have, unit = _step_size(cfg, report)
     if have <= 0:
         return None
-    epochs = t.max_steps * per_step / have
+    epochs = training.max_steps * per_step / have
     if epochs <= MAX_EPOCHS:
         return None
     steps = max(1, math.ceil(USEFUL_EPOCHS * have / per_step))
     return Finding(
         "too-many-epochs", "warning",
-        f"training.max_steps {t.max_steps:,} x {per_step:,} {unit} per step is {epochs:.0f} "
+        f"training.max_steps {training.max_steps:,} x {per_step:,} {unit} per step is {epochs:.0f} "
         f"passes over {have:,} training {unit}: past ~{MAX_EPOCHS} epochs repeated data "
         f"adds almost nothing but memorisation",
         f"set training.max_steps to ~{steps:,} ({USEFUL_EPOCHS} epochs) or collect more data",

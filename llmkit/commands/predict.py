@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.sources import BadLine, SourceFile, iter_jsonl_documents
 from llmkit.data.spans import SpanProblem, model_input
 from llmkit.errors import DataError, LlmkitError
@@ -44,7 +45,7 @@ def predict_one(module: TaskModule, tok: Tokenizer, cfg: Config, text: str,
 
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,
-                  echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                  echo: Log = print) -> list[dict[str, Any]]:
     """Predict spans for `text` or each line of a JSONL file; print or write JSONL."""
     if cfg.project.task != "span":
         raise LlmkitError("`llmkit predict` needs a span project (project.task: span); use "
@@ -78,7 +79,7 @@ def _read_texts(path: Path | None, text_field: str) -> Iterator[tuple[str, str]]
 
 
 def run(cfg: Config, *, text: str | None, input_path: Path | None, output: Path | None,
-        checkpoint: Path | None, echo: Callable[[str], None]) -> None:
+        checkpoint: Path | None, echo: Log) -> None:
     """Predict and print (or write) the spans; see `predict_spans`."""
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
                   echo=echo)

@@ -3,16 +3,15 @@ what is likely to go wrong training the configured model on it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.prepare import prepare_data
 from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
 from llmkit.vocab_sync import ensure_tokenizer
 
 
-def run(cfg: Config, *, force: bool, echo: Callable[[str], None]) -> None:
+def run(cfg: Config, *, force: bool, echo: Log) -> None:
     """Load (or train) the tokenizer, prepare the data; the data report is printed by
     `prepare_data`, the findings on it here, each once."""
     cfg, tok = ensure_tokenizer(cfg, log=echo)

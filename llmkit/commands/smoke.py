@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.metrics.lm import bits_per_token, perplexity
 from llmkit.tokenizer import check_token_ids
@@ -35,7 +35,6 @@ try:
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
-Log = Callable[[str], None]
 
 # How far the loss at initialisation may be from its expected value (ln V, or ln T per span
 # head) before it is called an initialisation bug: GPT-2's N(0, 0.02) init gives logits
@@ -348,7 +347,7 @@ def _max_rss_bytes() -> int:
 
 
 def run(cfg: Config, *, batch_size: int, seq_len: int | None, text: str | None, as_json: bool,
-        echo: Callable[[str], None], log: Log) -> None:
+        echo: Log, log: Log) -> None:
     """Run the smoke pass; the report goes to `echo`, tokenizer messages to `log`."""
     report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text, log=log)
     echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())

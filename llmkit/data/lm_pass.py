@@ -7,7 +7,7 @@ batch at a time, and their ids are appended to the `.npy` files as they come.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
 from llmkit.data.npy import NpyFile, token_dtype
 from llmkit.data.pipeline import NpySink, Progress, Skips, encode_all, write_sides
@@ -44,7 +45,7 @@ class _LmPass:
 
 
 def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[SourceFile, str]],
-               progress: bool, log: Callable[[str], None]
+               progress: bool, log: Log
                ) -> DataReport:
     """Write the LM cache files in `folder`; its data report."""
     dtype = token_dtype(tok.vocab_size)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import (
     CACHE_VERSION,
     META,
@@ -39,7 +39,6 @@ from llmkit.tokenizer import Tokenizer
 
 __all__ = ["PreparedData", "load_prepared", "prepare_data", "stale_reason"]
 
-Log = Callable[[str], None]
 
 
 def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: bool = True,

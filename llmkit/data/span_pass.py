@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
 from llmkit.data.hashing import digest64
 from llmkit.data.pipeline import JsonlSink, Progress, Skips, encode_all, write_sides
@@ -44,7 +45,7 @@ class _SpanPass:
 
 
 def prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
-                 files: list[tuple[SourceFile, str]], progress: bool, log: Callable[[str], None]
+                 files: list[tuple[SourceFile, str]], progress: bool, log: Log
                  ) -> DataReport:
     """Write the span cache files in `folder`; its data report."""
     for f, _ in files:

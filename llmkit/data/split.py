@@ -9,13 +9,10 @@ side empty, the pass is redone with one document moved (`check_sides`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from llmkit.console import Log
 from llmkit.data.hashing import digest64
 from llmkit.data.sources import SourceFile
 from llmkit.errors import DataError
-
-Log = Callable[[str], None]
 
 
 class HashSplit:

@@ -32,9 +32,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
-
-Log = Callable[[str], None]
 
 _FIX = ("lower training.lr, check the data around this step, or set training.grad_clip "
         "(e.g. 1.0)")
