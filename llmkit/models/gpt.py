@@ -293,7 +293,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = make_norm(cfg, cfg.n_embd)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         # Each residual branch adds to the stream 2 * n_layer times in total; scaling its
         # output projection keeps the stream's variance from growing with depth (GPT-2).
         for name, p in self.named_parameters():
@@ -369,7 +369,7 @@ class GPT(nn.Module):
         return attn_mask
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """GPT-2 init: N(0, 0.02) for Linear and Embedding weights, zero biases."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -494,13 +494,21 @@ def param_counts(cfg: GPTConfig) -> tuple[int, int]:
     device, so this costs no memory even for large configs.
     """
     with torch.device("meta"):
-        model = GPT(cfg)
+        total, non_embedding = count_parameters(GPT(cfg))
+    if not cfg.tie_embeddings:  # the head's own (vocab x n_embd) matrix
+        head = cfg.padded_vocab_size * cfg.n_embd
+        total, non_embedding = total + head, non_embedding + head
+    return total, non_embedding
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, non_embedding) parameters of a GPT trunk, or of a model holding one as
+    `.transformer`; a tied head is one parameter with the embedding, so counted once."""
+    trunk = model if isinstance(model, GPT) else model.transformer
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.wte.weight.numel()
-    if model.wpe is not None:
-        embedding += model.wpe.weight.numel()
-    if not cfg.tie_embeddings:
-        total += cfg.padded_vocab_size * cfg.n_embd  # the head's own matrix
+    embedding = trunk.wte.weight.numel()
+    if trunk.wpe is not None:  # rotary architectures have no position table
+        embedding += trunk.wpe.weight.numel()
     return total, total - embedding
 
 

@@ -27,15 +27,14 @@ class LMModule(TaskModule):
         self._val_sum: torch.Tensor | None = None
         self._val_count = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.model(x, all_logits=True)
-        return logits
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         _, loss = self.model(x, y, label_smoothing=self.cfg.training.label_smoothing)
-        # train/loss is logged by the TrainLoss callback: no device sync per micro-batch
         return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        # train/loss is logged by the TrainLoss callback: no device sync per micro-batch
+        return self.training_loss(batch)
 
     def on_validation_epoch_start(self) -> None:
         self._val_sum = torch.zeros((), device=self.device, dtype=torch.float64)

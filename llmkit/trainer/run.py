@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import load_config
+from llmkit.console import Log, quiet
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.preflight import preflight_warnings
 from llmkit.trainer.build import build_module, build_trainer
 from llmkit.trainer.callbacks.standard import standard_callbacks
+from llmkit.trainer.callbacks.tensorboard import RunLogger
 from llmkit.trainer.result import RunResult, TrainingInterrupted
 from llmkit.trainer.run_folder import resume_point, run_to_resume, save_run_config
 from llmkit.vocab_sync import ensure_tokenizer
@@ -23,7 +23,7 @@ __all__ = ["RunResult", "TrainingInterrupted", "train"]
 
 
 def train(root: Path, overrides: list[str] | None = None, *, resume: bool = False,
-          stop_at: int | None = None, log: Callable[[str], None] = print,
+          stop_at: int | None = None, log: Log = print,
           progress: bool = True, extra_callbacks: list[L.Callback] | None = None) -> RunResult:
     """Train the project at `root`.
 
@@ -36,7 +36,7 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         extra_callbacks: more Lightning callbacks (benchmarks, experiments).
     """
     if rank_zero_only.rank != 0:
-        log = _quiet  # DDP starts this command again for each other rank: rank 0 reports
+        log = quiet  # DDP starts this command again for each other rank: rank 0 reports
     cfg = load_config(root, overrides or [])
     resume_run = run_to_resume(cfg) if resume else None  # fail before the slow steps
     L.seed_everything(cfg.project.seed, workers=True, verbose=False)
@@ -53,8 +53,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
 
     ckpt_path, version = (resume_point(resume_run, cfg, module, tok) if resume_run
                           else (None, None))
-    logger = TensorBoardLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
-                               version=version, default_hp_metric=False)
+    logger = RunLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
+                       version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     callbacks = standard_callbacks(cfg, tok, module.model.config, run_dir, log)
     trainer = build_trainer(cfg, logger, [*callbacks.all, *(extra_callbacks or [])],
@@ -74,6 +74,3 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         raise TrainingInterrupted.at(trainer.global_step, callbacks.last) from None
     return RunResult.from_trainer(trainer, run_dir, callbacks.last, [callbacks.overfit.summary()])
 
-
-def _quiet(_: str) -> None:
-    pass

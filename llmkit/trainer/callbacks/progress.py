@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from llmkit.trainer.callbacks.steps import OptimizerSteps
+
 
 class TrainLoss(L.Callback):
     """Log `train/loss`, the mean loss of an optimizer step's micro-batches, every N steps.
@@ -36,16 +38,16 @@ class TrainLoss(L.Callback):
         self.value: float | None = None
         self._sum: torch.Tensor | None = None  # on the device: this step's losses so far
         self._count = 0
-        self._step_at_batch_start = -1
+        self._steps = OptimizerSteps()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
                              batch: Any, batch_idx: int) -> None:
-        self._step_at_batch_start = trainer.global_step
+        self._steps.batch_started(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         self._add(trainer, outputs)
-        if trainer.global_step != self._step_at_batch_start:  # an optimizer step ended
+        if self._steps.stepped(trainer):
             self._end_step(trainer)
 
     def _add(self, trainer: L.Trainer, outputs: Any) -> None:

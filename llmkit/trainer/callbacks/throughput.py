@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
+from llmkit.trainer.callbacks.steps import OptimizerSteps
+
 # Dense peak FLOP/s (vendor data sheets, without sparsity) of GPUs that Lightning's table
 # (`get_available_flops`) does not name, by the dtype the matmuls run in.
 FALLBACK_PEAK_FLOPS: dict[str, dict[torch.dtype, float]] = {
@@ -87,7 +89,7 @@ class Throughput(L.Callback):
         self._peak: float | None = None
         self._tokens = 0
         self._t0: float | None = None  # start of the current interval; None: next batch
-        self._step_at_batch_start: int | None = None
+        self._steps = OptimizerSteps()
         self._val_start: float | None = None
         self.history: list[float] = []  # tokens/s of each logged interval
 
@@ -95,16 +97,15 @@ class Throughput(L.Callback):
         self._peak = peak_flops(pl_module.device, self.dtype)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_batch_start = trainer.global_step
+        self._steps.batch_started(trainer)
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._tokens += count_tokens(batch) * trainer.world_size
-        step = trainer.global_step
-        if step == self._step_at_batch_start:
+        if not self._steps.stepped(trainer):
             return  # a micro-batch of a gradient accumulation: no optimizer step yet
-        if step % self.log_every_steps == 0:
+        if trainer.global_step % self.log_every_steps == 0:
             self._log(trainer, pl_module)
             self._t0 = None  # the next interval starts at the next training batch
 
