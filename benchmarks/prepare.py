@@ -30,7 +30,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCES = (
-    REPO / "examples" / "shakespeare" / "data" / "input.txt",
+    REPO / "examples" / "shakespeare" / "data" / "train.txt",
     *sorted((REPO / "llmkit" / "templates" / "lm" / "data").glob("*.txt")),
 )
 N_FILES = 4  # the corpus is spread over a few files, as real data usually is

@@ -37,7 +37,12 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from llmkit.config import load_config
+from llmkit.models import GPTConfig
+from llmkit.models.from_config import gpt_config
+from llmkit.trainer.build import flops_per_token
 from llmkit.trainer.run import train
+from llmkit.vocab_sync import ensure_tokenizer
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "examples" / "shakespeare" / "data"
@@ -212,6 +217,21 @@ class Lockstep(L.Callback):
             self._mark = None
 
 
+def matmul_ceiling(n: int = 512, repeats: int = 20) -> float:
+    """FLOP/s of the best of `repeats` float32 (n x n) @ (n x n) matmuls on this machine now.
+
+    A CPU has no data-sheet peak that means much (turbo, shared cores, AVX width); MFU on
+    CPU is reported as a fraction of this measured ceiling instead.
+    """
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
 def time_to(curve: list[tuple[int, float, float]], target: float) -> str:
     for step, loss, seconds in curve:
         if loss <= target:
@@ -244,9 +264,6 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("train.txt", "val.txt"):
             shutil.copyfile(DATA / name, root / "data" / name)
         (root / "llmkit.yaml").write_text(PROJECT_YAML.format(steps=args.steps))
-        from llmkit.config import load_config
-        from llmkit.vocab_sync import ensure_tokenizer
-
         cfg, tok = ensure_tokenizer(load_config(root, args.override), log=lambda m: None,
                                     show_progress=False)
         val_ids = torch.tensor(tok.encode(val_text), dtype=torch.long)
@@ -261,16 +278,24 @@ def main(argv: list[str] | None = None) -> None:
 
     tokens = args.steps * BATCH * BLOCK
     final = lockstep.curve[-1]
+    ceiling = matmul_ceiling()
+    ours_fpt = flops_per_token(gpt_config(cfg, tok))
+    ref_fpt = flops_per_token(GPTConfig(vocab_size=len(chars), n_layer=4, n_head=4, n_embd=128,
+                                        block_size=BLOCK))  # the reference's shape
+    print(f"matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s (float32 512^3, best of 20); "
+          f"FLOPs per token: llmkit {ours_fpt / 1e6:.2f} M, reference {ref_fpt / 1e6:.2f} M")
     print("step  llmkit_val  llmkit_s" + ("  reference_val  reference_s" if ref else ""))
     for step, ours, s, theirs, rs in lockstep.curve:
         print(f"{step:5d}  {ours:10.4f}  {s:8.1f}"
               + (f"  {theirs:13.4f}  {rs:11.1f}" if theirs is not None else ""))
     print(f"llmkit val/loss: {final[1]:.4f}")
-    print(f"llmkit tokens/s: {tokens / final[2]:,.0f}")
+    print(f"llmkit tokens/s: {tokens / final[2]:,.0f} (MFU "
+          f"{tokens / final[2] * ours_fpt / ceiling:.1%} of the matmul ceiling)")
     if ref is not None:
         target = final[3]
         print(f"reference val/loss: {target:.4f}")
-        print(f"reference tokens/s: {tokens / final[4]:,.0f}")
+        print(f"reference tokens/s: {tokens / final[4]:,.0f} (MFU "
+              f"{tokens / final[4] * ref_fpt / ceiling:.1%} of the matmul ceiling)")
         print(f"ratio: {final[4] / final[2]:.3f}")
         ours_curve = [(s, v, t) for s, v, t, _, _ in lockstep.curve]
         ref_curve = [(s, v, t) for s, _, _, v, t in lockstep.curve]
