@@ -225,6 +225,26 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
 
 
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint to export (default: the best of the latest run).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: export/ in the project).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
+@click.option("--verify", is_flag=True,
+              help="Load the export back (with transformers for LMs) and compare logits.")
+@_override
+@click.pass_context
+def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force: bool,
+           verify: bool, overrides: tuple[str, ...]) -> None:
+    """Write a folder that transformers loads: config, safetensors, tokenizer, model card."""
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import export as command
+
+    command.run(cfg, checkpoint=checkpoint, out=out, force=force, verify=verify,
+                echo=click.echo)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="llmkit")
