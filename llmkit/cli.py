@@ -93,7 +93,7 @@ def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
     """Train the tokenizer on the project's data and sync model.vocab_size."""
     overrides = (f"tokenizer.vocab_size={vocab_size}",) if vocab_size is not None else ()
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.sync import train_project_tokenizer
+    from llmkit.vocab_sync import train_project_tokenizer
 
     train_project_tokenizer(cfg, log=click.echo)
 
@@ -106,7 +106,7 @@ def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None
     """Validate and encode the data into the cache; print a data report."""
     cfg = _config(ctx, overrides)
     from llmkit.data.prepare import prepare_data
-    from llmkit.trainer.sync import ensure_tokenizer
+    from llmkit.vocab_sync import ensure_tokenizer
 
     cfg, tok = ensure_tokenizer(cfg, log=click.echo)
     prepared = prepare_data(cfg, tok, force=force, log=click.echo)
@@ -143,19 +143,25 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
         click.echo(summary)
 
 
+_device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                       show_default=True,
+                       help="Where the model runs; auto: the GPU when there is one.")
+
+
 @cli.command(name="eval")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint to evaluate (default: the best of the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_device
 @_override
 @click.pass_context
-def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
+def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool, device: str,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.evaluate import evaluate
+    from llmkit.commands.evaluate import evaluate
 
-    metrics = evaluate(cfg, checkpoint)
+    metrics = evaluate(cfg, checkpoint, device=device)
     if as_json:
         click.echo(json.dumps(metrics, indent=2, sort_keys=True))
     else:
@@ -172,17 +178,19 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 @click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
 @click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_device
 @_override
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int | None, checkpoint: Path | None,
+             top_k: int | None, seed: int | None, checkpoint: Path | None, device: str,
              overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.inference import generate_text
+    from llmkit.commands.generate import generate_text
 
     text = generate_text(cfg, prompt, checkpoint=checkpoint, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_k=top_k, seed=seed)
+                         temperature=temperature, top_k=top_k, seed=seed, device=device,
+                         log=lambda m: click.echo(m, err=True))
     click.echo(text)
 
 
@@ -193,18 +201,22 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts per forward pass (--input).")
+@_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]) -> None:
+            output: Path | None, checkpoint: Path | None, batch_size: int, device: str,
+            overrides: tuple[str, ...]) -> None:
     """Predict spans with a span-prediction checkpoint."""
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.inference import predict_spans
+    from llmkit.commands.predict import predict_spans
 
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                  echo=click.echo)
+                  batch_size=batch_size, device=device, echo=click.echo)
 
 
 @cli.command()

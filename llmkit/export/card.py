@@ -36,8 +36,10 @@ def training_record(trained: Trained, report: DataReport | None) -> TrainingReco
     cfg = trained.cfg
     t = cfg.training
     tokens = None
-    if cfg.project.task == "lm" and t.batch_size:
-        world = (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
+    world = trained.meta.get("world_size")  # older checkpoints lack it: training.devices
+    if world is None and isinstance(t.devices, int):
+        world = t.devices * t.num_nodes
+    if cfg.project.task == "lm" and t.batch_size and isinstance(world, int):
         tokens = trained.step * t.batch_size * t.grad_accum * world * cfg.model.block_size
     val_loss = scalars.get("val/loss")
     bpb = None

@@ -15,14 +15,14 @@ from typing import Any
 
 import torch
 
+from llmkit.checkpoint import check_compatible, find_checkpoint, load_checkpoint
 from llmkit.config import Config
 from llmkit.errors import CheckpointError, LlmkitError
+from llmkit.models.from_config import gpt_config
 from llmkit.models.gpt import CausalLM, GPTConfig
 from llmkit.models.span import SpanModel
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.build import gpt_config
-from llmkit.trainer.checkpoint import check_compatible, find_checkpoint, load_checkpoint
-from llmkit.trainer.sync import sync_vocab
+from llmkit.vocab_sync import sync_vocab
 
 # The LightningModules hold the plain model as `self.model`; their state_dict keys start so.
 _MODULE_PREFIX = "model."

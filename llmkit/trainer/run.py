@@ -12,6 +12,13 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from llmkit.checkpoint import (
+    LAST,
+    check_compatible,
+    latest_run,
+    load_checkpoint,
+    runs_root,
+)
 from llmkit.config import Config, load_config
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
@@ -22,15 +29,8 @@ from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
 from llmkit.trainer.callbacks.overfit import OverfitMonitor
 from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
 from llmkit.trainer.callbacks.throughput import Throughput
-from llmkit.trainer.checkpoint import (
-    LAST,
-    check_compatible,
-    latest_run,
-    load_checkpoint,
-    runs_root,
-)
 from llmkit.trainer.preflight import preflight_warnings
-from llmkit.trainer.sync import ensure_tokenizer
+from llmkit.vocab_sync import ensure_tokenizer
 
 Log = Callable[[str], None]
 

@@ -374,9 +374,9 @@ def size_command(cfg: Config, log: Log = print) -> str:
     """
     # Imported here: the data package is only needed by this command.
     from llmkit.data.prepare import prepare_data
-    from llmkit.trainer.build import gpt_config
+    from llmkit.models.from_config import gpt_config
     from llmkit.trainer.preflight import preflight_warnings
-    from llmkit.trainer.sync import ensure_tokenizer
+    from llmkit.vocab_sync import ensure_tokenizer
 
     cfg, tok = ensure_tokenizer(cfg, log=log)
     prepared = prepare_data(cfg, tok, log=log)

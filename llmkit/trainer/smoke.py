@@ -165,7 +165,7 @@ def run_smoke(cfg: Config, batch_size: int = 4, seq_len: int | None = None,
     """
     from llmkit.trainer.build import build_module, resolve_precision
     from llmkit.trainer.sizing import model_params
-    from llmkit.trainer.sync import ensure_tokenizer
+    from llmkit.vocab_sync import ensure_tokenizer
 
     block = cfg.model.block_size
     task = cfg.project.task

@@ -171,6 +171,8 @@ def test_the_model_card_holds_the_run_record(exported_lm, read_events):
     train_loss = [v for s, v in events.scalars("train/loss") if s <= trained.step][-1]
     val_loss = [v for s, v in events.scalars("val/loss") if s <= trained.step][-1]
     assert f"- steps: {trained.step}" in card
+    assert trained.meta["world_size"] == 1  # recorded by the checkpoint
+    assert f"- tokens seen: {trained.step * 4 * 32:,}" in card  # steps x batch x context
     assert f"final train loss: {train_loss:.4f}" in card
     assert f"final validation loss: {val_loss:.4f}" in card
     from llmkit.data.prepare import load_prepared
@@ -212,7 +214,7 @@ def test_every_architecture_covers_every_model_option():
 
 
 def test_span_export_loads_with_llmkits_loader(trained_project, tmp_path):
-    cfg = trained_project("span", task="span", tokenizer="char")
+    cfg = trained_project("span", task="span", tokenizer="char", block_size=64)
     trained = load_model(cfg, log=lambda _: None)
     result = export_model(trained, tmp_path / "span")
     assert result.hf_class is None and "load_span_model" in result.summary()
