@@ -70,7 +70,12 @@ def run_versions(cfg: Config) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"version_\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(found, key=run_version)
+
+
+def run_version(run: Path) -> int:
+    """N of a run folder `version_N` (TensorBoardLogger's naming)."""
+    return int(run.name.removeprefix("version_"))
 
 
 def latest_run(cfg: Config) -> Path | None:

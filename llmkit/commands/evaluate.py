@@ -9,6 +9,7 @@ same windows or examples, the same loss and decoder), on `--device`.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable
 from functools import partial
@@ -98,3 +99,14 @@ def _span_metrics(model: SpanModel, batches, dataset: SpanDataset, cfg: Config,
             golds.append(tuple(example["char_span"] or (0, 0)))
     scores = score_spans(preds, golds)
     return {"val/loss": loss_sum / max(1, n), **scores.to_log_dict("val/")}
+
+
+def run(cfg: Config, checkpoint: Path | None, *, as_json: bool, device: str = "auto",
+        echo: Callable[[str], None]) -> None:
+    """Print the metrics of `checkpoint`, one per line or as JSON."""
+    metrics = evaluate(cfg, checkpoint, device=device)
+    if as_json:
+        echo(json.dumps(metrics, indent=2, sort_keys=True))
+        return
+    for key, value in metrics.items():
+        echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import click
 import torch
 
 from llmkit.config import Config
@@ -45,3 +47,9 @@ def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
                              generator=gen, eos_id=EOS_ID, use_cache=use_cache)
     new = [i for i in out[0, len(ids):].tolist() if i != EOS_ID]
     return prompt + trained.tok.decode(new)
+
+
+def run(cfg: Config, prompt: str, *, echo: Callable[[str], None], **options: Any) -> None:
+    """Print the prompt and its sampled continuation (messages such as a vocabulary sync go
+    to stderr, so that stdout holds only the text)."""
+    echo(generate_text(cfg, prompt, log=lambda m: click.echo(m, err=True), **options))

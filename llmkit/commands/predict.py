@@ -121,3 +121,11 @@ def _read_texts(path: Path | None):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise DataError(f"{path}:{n}: expected an object with a string 'text' field")
             yield obj["text"], f"{path}:{n}"
+
+
+def run(cfg: Config, *, text: str | None, input_path: Path | None, output: Path | None,
+        checkpoint: Path | None, batch_size: int = 32, device: str = "auto",
+        echo: Callable[[str], None]) -> None:
+    """Predict and print (or write) the spans; see `predict_spans`."""
+    predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
+                  batch_size=batch_size, device=device, echo=echo)
