@@ -254,10 +254,13 @@ def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force:
               show_default=True, help="Report the last position or every position.")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Tokens per cell.")
 @click.option("--lens", "lens_kind", type=click.Choice(["logit", "tuned", "both"]),
-              default="logit", show_default=True)
+              default="logit", show_default=True,
+              help="logit: each layer through ln_f and the unembedding; tuned: with the "
+                   "trained per-layer translators.")
 @click.option("--train-tuned", is_flag=True,
               help="Train the tuned-lens translators now (saved beside the checkpoint).")
-@click.option("--tuned-steps", type=int, default=300, show_default=True)
+@click.option("--tuned-steps", type=int, default=300, show_default=True,
+              help="Training steps of the tuned lens (with --train-tuned).")
 @click.option("--copy-prob", type=float, default=0.5, show_default=True,
               help="Copy-collapse: least probability of the copied prompt token.")
 @click.option("--copy-margin", type=float, default=0.2, show_default=True,
@@ -274,7 +277,10 @@ def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force:
 @_override
 @click.pass_context
 def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
-    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms."""
+    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms.
+
+    Span checkpoints get the per-layer span view. See docs/lens.md.
+    """
     cfg = _config(ctx, overrides)
     from llmkit.commands import lens as command
 
