@@ -181,3 +181,16 @@ def test_presets_start_near_uniform_cross_entropy(preset):
     with torch.no_grad():
         _, loss = model(x, y)
     assert float(loss) == pytest.approx(math.log(V), rel=0.10)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_generation_with_the_cache_equals_without_for_rotary_models(arch):
+    model = CausalLM(cfg(arch=arch, block_size=10))
+    prompt = torch.randint(0, 37, (2, 3), generator=torch.Generator().manual_seed(0))
+    # 14 new tokens: past block_size, so the full cache is refilled once on the way
+    cached = model.generate(prompt, 14, temperature=0, use_cache=True)
+    plain = model.generate(prompt, 14, temperature=0, use_cache=False)
+    assert torch.equal(cached, plain)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(model.generate(prompt, 8, top_k=5, generator=g1, use_cache=True),
+                       model.generate(prompt, 8, top_k=5, generator=g2, use_cache=False))
