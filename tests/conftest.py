@@ -103,10 +103,13 @@ def tiny_project(tmp_path: Path) -> Callable[..., Config]:
             "project": {"name": name, "task": task, "seed": 1337},
             "data": {"train": ["data/train*"], "val_fraction": 0.2},
             "tokenizer": {"kind": "char", "vocab_size": 300},
+            # GPT-2 with AdamW (0.9, 0.95): the setup these tests were written for; the
+            # other architectures and Muon are tested where they are named
             "model": {"size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 16,
-                      "block_size": 32, "dropout": 0.0},
+                      "block_size": 32, "dropout": 0.0, "arch": "gpt2"},
             "training": {"batch_size": 4, "max_steps": 4, "lr": 1e-3, "warmup_steps": 0,
-                         "val_every_steps": 2, "val_batches": 2, "num_workers": 0},
+                         "val_every_steps": 2, "val_batches": 2, "num_workers": 0,
+                         "optimizer": "adamw", "betas": [0.9, 0.95]},
         }
         raw = _merge(raw, config or {})
         (root / "llmkit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False),
