@@ -21,7 +21,7 @@ def test_rotary_models_have_llmkits_logits_in_transformers(arch: str, tie: bool)
     torch.manual_seed(0)
     ours = CausalLM(gpt).eval()
     with torch.no_grad():  # norm weights away from 1, so that a wrong mapping shows
-        for name, p in ours.named_parameters():
+        for p in ours.parameters():
             if p.dim() == 1:
                 p.uniform_(0.5, 1.5)
     mapping = choose(gpt)
