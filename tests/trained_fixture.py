@@ -27,9 +27,10 @@ def _write_project(root: Path, task: str, tokenizer: str, model: dict[str, Any])
         "data": {"train": ["data/train*"], "val_fraction": 0.2},
         "tokenizer": {"kind": tokenizer, "vocab_size": 300},
         "model": {"size": "custom", "n_layer": 2, "n_head": 2, "n_embd": 16,
-                  "block_size": 32, "dropout": 0.0, **model},
+                  "block_size": 32, "dropout": 0.0, "arch": "gpt2", **model},
         "training": {"batch_size": 4, "max_steps": 6, "lr": 3e-3, "warmup_steps": 0,
-                     "val_every_steps": 3, "val_batches": 2, "num_workers": 0},
+                     "val_every_steps": 3, "val_batches": 2, "num_workers": 0,
+                     "optimizer": "adamw", "betas": [0.9, 0.95]},
         "logging": {"log_every_steps": 1},
     }
     (root / "llmkit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
