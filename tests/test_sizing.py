@@ -26,7 +26,8 @@ from llmkit.sizing import (
 
 def _numel(model: torch.nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())  # a tied weight is yielded once
-    emb = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    wpe = model.transformer.wpe  # None for rotary architectures (tiny is qwen3)
+    emb = model.transformer.wte.weight.numel() + (wpe.weight.numel() if wpe else 0)
     return total, total - emb
 
 
