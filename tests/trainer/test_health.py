@@ -159,9 +159,11 @@ def test_the_guard_reruns_the_training_loss_with_its_label_smoothing(tmp_path: P
     # the guard can say so only if its re-run computes the loss training computed.
     raw = {"project": {"name": "toy", "seed": 0},
            "model": {"size": "custom", "vocab_size": V, "n_layer": 2, "n_head": 2,
-                     "n_embd": 16, "block_size": T, "dropout": 0.0, "bias": True},
+                     "n_embd": 16, "block_size": T, "dropout": 0.0, "bias": True,
+                     "arch": "gpt2"},
            "training": {"batch_size": 4, "max_steps": 3, "lr": 1e-3, "warmup_steps": 0,
-                        "val_every_steps": 100, "val_batches": 1, "label_smoothing": 0.1}}
+                        "val_every_steps": 100, "val_batches": 1, "label_smoothing": 0.1,
+                        "optimizer": "adamw"}}
     cfg = config_from_dict(raw, tmp_path)
     L.seed_everything(0, verbose=False)
     gpt = GPTConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=16, block_size=T, bias=True)
