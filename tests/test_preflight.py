@@ -13,7 +13,9 @@ from llmkit.models import CausalLM
 from llmkit.preflight import preflight_warnings
 from llmkit.sizing import preset_gpt
 
-TINY_NON_EMB = 787_584  # 4 blocks of 12 * 128^2 + 2 * 128 LayerNorm weights, plus ln_f
+# tiny is qwen3: 4 blocks of 4 * 128^2 (attention) + 3 * 128 * 352 (SwiGLU) + 2 * 128
+# (RMSNorms) + 2 * 32 (QK-norms), plus the final norm's 128
+TINY_NON_EMB = 804_224
 
 
 def _cfg(tmp_path: Path, size: str = "tiny", task: str = "lm", vocab: int = 8000,
@@ -45,8 +47,9 @@ def test_a_healthy_report_gives_no_warning(tmp_path: Path) -> None:
 def test_too_few_tokens_per_parameter_names_the_numbers_and_asks_for_data(tmp_path) -> None:
     cfg = _cfg(tmp_path, max_steps=400)  # 400 x 16 x 128 tokens: 8 passes over 100k
     (line,) = preflight_warnings(cfg, preset_gpt("tiny", 8000), _report(tokens_train=100_000))
-    assert line.startswith("warning: 100,000 training tokens for 787,584 non-embedding "
-                           "parameters is 0.127 tokens per parameter (below 5)")
+    assert line.startswith(f"warning: 100,000 training tokens for {TINY_NON_EMB:,} "
+                           f"non-embedding parameters is {100_000 / TINY_NON_EMB:.3f} tokens "
+                           f"per parameter (below 5)")
     assert f"collect more data (~{math.ceil(5 * TINY_NON_EMB):,} training tokens" in line
     assert "model.dropout 0.2, training.weight_decay 0.2" in line
     assert "\n" not in line
@@ -62,7 +65,8 @@ def test_too_few_tokens_per_parameter_suggests_a_smaller_preset_by_name(tmp_path
 def test_a_short_run_on_scarce_data_is_a_note_not_a_memorisation_warning(tmp_path) -> None:
     cfg = _cfg(tmp_path, max_steps=100)  # 100 x 16 x 128 tokens: 2 passes over 100k
     (line,) = preflight_warnings(cfg, preset_gpt("tiny", 8000), _report(tokens_train=100_000))
-    assert line.startswith("note: 100,000 training tokens for 787,584 non-embedding parameters")
+    assert line.startswith(f"note: 100,000 training tokens for {TINY_NON_EMB:,} non-embedding "
+                           f"parameters")
     assert "fine for this run (2.0 passes over the data)" in line
     assert "likely to memorise" not in line
 
