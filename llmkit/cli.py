@@ -189,22 +189,32 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @cli.command()
 @click.option("--text", default=None, help="One text to predict a span for.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
-              help="A JSONL file with a 'text' field per line.")
+              help="A JSONL file: a 'text' (data.text_field) or 'context' (with 'question') "
+                   "field per line.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
+@click.option("--batch-size", type=int, default=32, show_default=True,
+              help="Windows per forward pass.")
+@click.option("--keep-text", is_flag=True,
+              help="Repeat each input's text/context in its output line.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]) -> None:
-    """Predict spans with a span-prediction checkpoint."""
+            output: Path | None, batch_size: int, keep_text: bool, checkpoint: Path | None,
+            overrides: tuple[str, ...]) -> None:
+    """Predict spans with a span-prediction checkpoint.
+
+    Each output line keeps its input line's other fields (an id, ...) and adds span,
+    span_text and score; texts of any length are read in windows.
+    """
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx, overrides)
     from llmkit.trainer.inference import predict_spans
 
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                  echo=click.echo)
+                  batch_size=batch_size, keep_text=keep_text, echo=click.echo)
 
 
 @cli.command()

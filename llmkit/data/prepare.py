@@ -11,9 +11,10 @@ source file with its size, mtime and sha256, and the config keys that shape the 
 and written last, and the data files are written under temporary names and renamed into
 place, so a crash never leaves a cache that looks fresh.
 
-Validation data is split off by document (or by trace / example for spans), never by
-cutting windows out of one stream: a document goes to val when a keyed hash of its text
-(or trace id) falls below `data.val_fraction`. The hash is stable across runs and
+Validation data is split off by document (for spans: by `group`, else `trace_id`, else
+context text, so questions on one paragraph stay together), never by cutting windows out
+of one stream: a document goes to val when a keyed hash of its text (or group key) falls
+below `data.val_fraction`. The hash is stable across runs and
 machines, and identical documents always land on the same side.
 
 Memory stays bounded on corpora of many GB: documents are read one at a time, encoded a
@@ -40,7 +41,13 @@ from typing import Any, BinaryIO, TextIO, TypeVar
 import numpy as np
 
 from llmkit.config import Config
-from llmkit.data.report import DataReport, NpyFile, vocab_counts, window_overlap
+from llmkit.data.report import (
+    DataReport,
+    NpyFile,
+    length_percentiles,
+    vocab_counts,
+    window_overlap,
+)
 from llmkit.data.sources import (
     BadLine,
     Document,
@@ -50,12 +57,12 @@ from llmkit.data.sources import (
     iter_jsonl,
     resolve_sources,
 )
-from llmkit.data.spans import SpanInput, SpanProblem, encode_span_example, parse_span_line
+from llmkit.data.spans import SpanInput, SpanProblem, encode_span_inputs, parse_span_line
 from llmkit.errors import DataError, VocabMismatchError
 from llmkit.fsutil import atomic_path, atomic_write_text
 from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids
 
-CACHE_VERSION = 1  # bump when the cache layout changes: old caches then count as stale
+CACHE_VERSION = 2  # bump when the cache layout changes: old caches then count as stale
 META = "meta.json"
 SKIPPED = "skipped.jsonl"
 SHOW_SKIPPED = 10  # bad lines printed; all of them are counted and listed in skipped.jsonl
@@ -101,7 +108,9 @@ def cache_keys(cfg: Config) -> dict[str, Any]:
         "data.val_fraction": None if cfg.data.val else cfg.data.val_fraction,
     }
     if cfg.project.task == "span":
-        keys["model.block_size"] = cfg.model.block_size  # longer examples are skipped
+        # A prefix must leave room for context in a window, and a stride must fit in one.
+        keys["model.block_size"] = cfg.model.block_size
+        keys["data.window_stride"] = cfg.data.window_stride
     return keys
 
 
@@ -309,7 +318,7 @@ class _Split:
         self.force_val, self.force_train = force_val, force_train
         self.lowest: int | None = None  # bucket of the document most eager to be in val
         self.highest: int | None = None
-        self.by_trace = False  # span data: set when a line has a trace_id
+        self.by_trace = False  # span data: set when a line has a group or trace_id
 
     def is_val(self, key: bytes) -> bool:
         b = int.from_bytes(hashlib.blake2b(self._salt + key, digest_size=8).digest(), "little")
@@ -674,10 +683,12 @@ def _encode_lm_batch(tok: Tokenizer, batch: list[tuple[Document, bool]],
 @dataclass
 class _SpanSide:
     examples: int = 0
+    windows: int = 0
     tokens: int = 0
     bytes: int = 0
     nospan: int = 0
     widened: int = 0
+    lengths: list[int] = field(default_factory=list)  # tokens per example, as one input
 
 
 @dataclass
@@ -685,7 +696,7 @@ class _SpanPass:
     train: _SpanSide = field(default_factory=_SpanSide)
     val: _SpanSide = field(default_factory=_SpanSide)
     vocab: np.ndarray | None = None  # id counts over train
-    train_texts: set[bytes] = field(default_factory=set)  # digests, for val duplicates
+    train_texts: set[bytes] = field(default_factory=set)  # context digests, for overlap
     val_texts: list[bytes] = field(default_factory=list)
 
 
@@ -708,7 +719,7 @@ def _prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
         while True:
             result = _span_pass(cfg, tok, files, split, out, skips, progress)
             redo = _check_sides(files, split, result.train.examples, result.val.examples,
-                                "trace" if split.by_trace else "example", skips, log)
+                                "group" if split.by_trace else "example", skips, log)
             if redo is None:
                 break
             split = redo
@@ -727,9 +738,15 @@ def _prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
         vocab_size=tok.vocab_size, vocab_used=vocab_used, skipped=dict(skips.counts),
         nospan_train=result.train.nospan, nospan_val=result.val.nospan,
         duplicate_val_texts=dup, widened_spans=result.train.widened + result.val.widened,
+        windows_train=result.train.windows, windows_val=result.val.windows,
+        example_tokens=length_percentiles(result.train.lengths + result.val.lengths),
+        multi_window_examples=(sum(n > cfg.model.block_size for n in result.train.lengths)
+                               + sum(n > cfg.model.block_size for n in result.val.lengths)),
+        block_size=cfg.model.block_size,
     )
     counts = {
         "examples": {"train": result.train.examples, "val": result.val.examples},
+        "windows": {"train": result.train.windows, "val": result.val.windows},
         "tokens": {"train": result.train.tokens, "val": result.val.tokens},
         "bytes": {"train": result.train.bytes, "val": result.val.bytes},
         "nospan": {"train": result.train.nospan, "val": result.val.nospan},
@@ -759,7 +776,9 @@ def _span_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: _Spli
     batch: list[tuple[SpanInput, bool, int]] = []
     for index, (f, role) in enumerate(files):
         for item in _parsed_lines(f, cfg.data.text_field, shown, skips, index):
-            key = _span_key(item, split)
+            if item.group is not None or "trace_id" in item.trace:
+                split.by_trace = True  # the unit of the split is the group
+            key = item.split_key
             is_val = role == "val" or (role == "split" and split.is_val(key))
             batch.append((item, is_val, index))
             if len(batch) >= SPAN_BATCH:
@@ -782,14 +801,6 @@ def _parsed_lines(f: SourceFile, text_field: str, on_bytes: Callable[[int], None
             skips.add(BadLine(where, p.kind, p.reason), index)
 
 
-def _span_key(item: SpanInput, split: _Split) -> bytes:
-    # All steps of a trace go to the same side; without traces, identical texts do.
-    if "trace_id" in item.trace:
-        split.by_trace = True
-        return b"trace:" + str(item.trace["trace_id"]).encode("utf-8")
-    return b"text:" + item.text.encode("utf-8")
-
-
 def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
 
@@ -799,29 +810,33 @@ def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanIn
     batch = list(batch)
     if not batch:
         return
-    encoded = tok.encode_offsets_batch([inp.text for inp, _, _ in batch])
+    inputs = [inp for inp, _, _ in batch]
+    encoded = encode_span_inputs(tok, inputs, cfg.model.block_size, cfg.data.window_stride)
     train_ids: list[list[int]] = []
-    for (inp, is_val, index), (ids, offsets) in zip(batch, encoded, strict=True):
-        try:
-            ex = encode_span_example(inp, ids, offsets, cfg.model.block_size)
-        except SpanProblem as p:
-            skips.add(BadLine(inp.source, p.kind, p.reason), index)
+    for (inp, is_val, index), ex in zip(batch, encoded, strict=True):
+        if isinstance(ex, SpanProblem):
+            skips.add(BadLine(inp.source, ex.kind, ex.reason), index)
             continue
         side_name = "val" if is_val else "train"
-        check_token_ids(ex.ids, tok.vocab_size, f"the ids encoded for {side_name}.jsonl "
-                                                f"from {inp.source}")
+        check_token_ids([*ex.prefix_ids, *ex.ids], tok.vocab_size,
+                        f"the ids encoded for {side_name}.jsonl from {inp.source}")
         side: _SpanSide = getattr(result, side_name)
         out[side_name].write(ex.to_json() + "\n")
+        length = len(ex.prefix_ids) + len(ex.ids) + (3 if ex.prefix_ids else 2)
         side.examples += 1
-        side.tokens += len(ex.ids)
-        side.bytes += len(inp.text.encode("utf-8"))
+        side.windows += len(ex.window_starts(cfg.model.block_size, cfg.data.window_stride))
+        side.tokens += length
+        side.lengths.append(length)
+        side.bytes += len(inp.text.encode("utf-8")) + len(inp.prefix.encode("utf-8"))
         side.nospan += ex.char_span is None
         side.widened += ex.widened
+        # Overlap is counted by context: a validation question on a paragraph that is
+        # also trained on measures memory of that paragraph.
         if is_val:
             result.val_texts.append(_digest(inp.text))
         else:
             result.train_texts.add(_digest(inp.text))
-            train_ids.append(ex.ids)
+            train_ids.append([*ex.prefix_ids, *ex.ids])
     if train_ids and result.vocab is not None:
         flat = np.fromiter(itertools.chain.from_iterable(train_ids), dtype=np.int64)
         result.vocab += np.bincount(flat, minlength=tok.vocab_size)[: tok.vocab_size]

@@ -52,8 +52,13 @@ class DataReport:
     # span only
     nospan_train: int | None = None
     nospan_val: int | None = None
-    duplicate_val_texts: int | None = None  # val examples whose text is also in train
+    duplicate_val_texts: int | None = None  # val examples whose text/context is also in train
     widened_spans: int | None = None  # spans that do not end on token boundaries
+    windows_train: int | None = None  # model inputs the examples are cut into
+    windows_val: int | None = None
+    example_tokens: dict[str, int] | None = None  # length percentiles (see length_percentiles)
+    multi_window_examples: int | None = None  # examples longer than block_size
+    block_size: int | None = None  # the context the windows were cut for
 
     @property
     def bytes_per_token(self) -> float | None:
@@ -61,6 +66,11 @@ class DataReport:
         specials = self.documents_train * (2 if self.task == "span" else 1)
         text_tokens = self.tokens_train - specials
         return self.bytes_train / text_tokens if text_tokens > 0 else None
+
+    def _windows_per_example(self) -> str:
+        examples = self.documents_train + self.documents_val
+        windows = (self.windows_train or 0) + (self.windows_val or 0)
+        return f"{windows / examples:.2f} per example" if examples else "no example"
 
     @property
     def vocab_use(self) -> float:
@@ -100,7 +110,9 @@ class DataReport:
         if self.duplicate_val_texts:
             out.append(
                 f"{self.duplicate_val_texts} of {self.documents_val} validation examples have "
-                f"a text that is also in the training data; remove the duplicates"
+                f"a text or context that is also in the training data: validation scores "
+                f"memory of it; give examples of one text the same \"group\", or let llmkit "
+                f"split data.train (data.val: []), which keeps shared contexts together"
             )
         if self.widened_spans:
             out.append(
@@ -137,9 +149,16 @@ class DataReport:
                 if n is not None and total:
                     lines.append(f"  {'no-span ' + split:<16} {n:,} of {total:,} "
                                  f"({n / total:.1%})")
+            if self.windows_train is not None and self.windows_val is not None:
+                lines.append(f"  {'windows':<16} train {self.windows_train:,}   val "
+                             f"{self.windows_val:,} ({self._windows_per_example()})")
+            if self.example_tokens:
+                lines.append(f"  {'example length':<16} {format_percentiles(self.example_tokens)}"
+                             f" tokens; {self.multi_window_examples or 0:,} longer than "
+                             f"block_size {self.block_size} (read in windows)")
             if self.duplicate_val_texts is not None:
-                lines.append(f"  {'val duplicates':<16} {self.duplicate_val_texts:,} val "
-                             f"texts also in train")
+                lines.append(f"  {'val overlap':<16} {self.duplicate_val_texts:,} val "
+                             f"examples share their text/context with train")
         if self.skipped:
             total = sum(self.skipped.values())
             kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.skipped.items(),
@@ -147,6 +166,28 @@ class DataReport:
             lines.append(f"  {'skipped':<16} {total:,} lines: {kinds}")
         lines.extend(f"  warning: {w}" for w in self.warnings())
         return "\n".join(lines)
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def length_percentiles(lengths: list[int]) -> dict[str, int] | None:
+    """`{"p50", "p90", "p99", "max"}` of example lengths in tokens (None: no example).
+
+    Nearest-rank percentiles: each is a length some example really has.
+    """
+    if not lengths:
+        return None
+    ordered = sorted(lengths)
+    n = len(ordered)
+    out = {f"p{p}": ordered[max(0, math.ceil(p / 100 * n) - 1)] for p in PERCENTILES}
+    out["max"] = ordered[-1]
+    return out
+
+
+def format_percentiles(p: dict[str, int]) -> str:
+    """`median 120, p90 310, p99 890, max 2,048` for a `length_percentiles` result."""
+    return (f"median {p['p50']:,}, p90 {p['p90']:,}, p99 {p['p99']:,}, max {p['max']:,}")
 
 
 class NpyFile:

@@ -263,7 +263,14 @@ class _Reader:
             record = json.loads(line)
         except json.JSONDecodeError:
             return None
-        text = record.get(self.text_field) if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            return None
+        text = record.get(self.text_field)
+        if text is None and isinstance(record.get("context"), str):
+            # Span data with a question/context split: the model reads both.
+            question = record.get("question")
+            text = record["context"] if not isinstance(question, str) else \
+                f"{question}\n{record['context']}"
         return text if isinstance(text, str) else None
 
     def _skip(self, path: Path, line: int) -> None:

@@ -12,7 +12,7 @@ from llmkit.config import Config
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.metrics.lm import bits_per_token
-from llmkit.trainer.build import resolve_precision
+from llmkit.trainer.build import resolve_precision, val_batch_limit
 from llmkit.trainer.inference import load_trained
 
 
@@ -21,12 +21,14 @@ def evaluate(cfg: Config, checkpoint: Path | None = None,
     """Validation metrics of `checkpoint` (default: the best of the latest run).
 
     LM projects get loss, perplexity, bits per token and bits per byte (bits per token
-    divided by the validation split's bytes per token); span projects get the span metrics.
+    divided by the validation split's bytes per token); span projects get the span metrics
+    over every validation example (or `span.val_examples` of them), and `val_examples` /
+    `val_windows`, how many were scored.
     """
     cfg, tok, module, ckpt_path = load_trained(cfg, checkpoint, log=log)
     prepared = prepare_data(cfg, tok, log=log, progress=False)
     trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=cfg.training.val_batches,
+                        enable_model_summary=False, limit_val_batches=val_batch_limit(cfg),
                         precision=resolve_precision(cfg.training.precision))
     results = trainer.validate(module, datamodule=LlmkitDataModule(cfg, tok), verbose=False)
     metrics: dict[str, Any] = {k: float(v) for k, v in results[0].items()
@@ -39,5 +41,9 @@ def evaluate(cfg: Config, checkpoint: Path | None = None,
             metrics["val/bits_per_byte"] = bits_per_token(metrics["val/loss"]) / bytes_per_token
     metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                for k, v in metrics.items()}
+    if cfg.project.task == "span":
+        counts = module.val_counts  # type: ignore[attr-defined]
+        metrics["val_examples"] = counts["examples"]
+        metrics["val_windows"] = counts["windows"]
     metrics["checkpoint"] = str(ckpt_path)
     return metrics

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
-from llmkit.data.spans import SpanProblem, model_input
+from llmkit.data.spans import (
+    CONTEXT_FIELD,
+    SpanExample,
+    SpanInput,
+    SpanProblem,
+    collate_spans,
+    encode_span_inputs,
+    parse_span_line,
+)
+from llmkit.data.windows import SpanAnswer, best_spans, window_candidates
 from llmkit.errors import CheckpointError, DataError, LlmkitError
-from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids, token_span_to_char_span
+from llmkit.models import SpanModel
+from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids
 from llmkit.trainer.build import build_module, gpt_config
 from llmkit.trainer.checkpoint import check_compatible, find_checkpoint, load_checkpoint
 from llmkit.trainer.sync import sync_vocab
@@ -66,55 +76,113 @@ def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
     return prompt + tok.decode(new)
 
 
+PREDICTED_KEYS = ("span", "span_text", "score")
+
+
 @torch.no_grad()
-def predict_one(module: TaskModule, tok: Tokenizer, cfg: Config, text: str,
-                source: str) -> dict[str, Any]:
-    """The predicted character span of one text (or none) with its score."""
+def predict_examples(model: SpanModel, examples: Sequence[SpanExample], *, block_size: int,
+                     stride: int | None, max_span_tokens: int, nospan_threshold: float,
+                     batch_size: int = 32) -> list[SpanAnswer]:
+    """The answer of each example: the best span over all its windows, or no span.
+
+    Windows of all examples go through the model `batch_size` at a time (padding is
+    masked, so a window's result does not depend on its batch-mates); each window offers
+    its best span inside its context with its margin over "no span", and `best_spans`
+    decides per example. Validation (SpanModule) decodes with the same functions.
+    """
     from llmkit.models import decode_spans
 
-    try:
-        ids, offsets = model_input(text, *tok.encode_offsets(text), cfg.model.block_size)
-    except SpanProblem as e:
-        raise DataError(f"{source}: {e.reason}") from None
-    check_token_ids(ids, tok.vocab_size, source=source)
-    x = torch.tensor([ids], dtype=torch.long)
-    mask = torch.ones_like(x, dtype=torch.bool)
-    start_logits, end_logits = module.model(x, mask)
-    starts, ends, scores = decode_spans(start_logits, end_logits, mask,
-                                        cfg.span.max_span_tokens, cfg.span.nospan_threshold)
-    ts, te, score = int(starts[0]), int(ends[0]), float(scores[0])
-    span = token_span_to_char_span(offsets, ts, te) if te > ts else None
-    return {"text": text, "span": list(span) if span else None,
-            "span_text": text[span[0]:span[1]] if span else None,
-            "score": score if math.isfinite(score) else None}
+    if batch_size < 1:
+        raise LlmkitError(f"--batch-size must be >= 1, got {batch_size}")
+    windows = [w for i, ex in enumerate(examples) for w in ex.windows(i, block_size, stride)]
+    candidates = []
+    device = next(model.parameters()).device
+    for lo in range(0, len(windows), batch_size):
+        part = windows[lo:lo + batch_size]
+        batch = collate_spans(list(enumerate(part)))
+        ids, mask = batch["ids"].to(device), batch["mask"].to(device)
+        start_logits, end_logits = model(ids, mask)
+        starts, ends, margins = decode_spans(start_logits, end_logits, mask, max_span_tokens,
+                                             -math.inf, context=batch["context"].to(device))
+        # .tolist() is a device-to-host sync, once per batch
+        candidates += window_candidates(part, starts.tolist(), ends.tolist(), margins.tolist())
+    return best_spans(candidates, len(examples), nospan_threshold)
 
 
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,
+                  batch_size: int = 32, keep_text: bool = False,
                   echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Predict spans for `text` or each line of a JSONL file; print or write JSONL."""
+    """Predict spans for `text` or each line of a JSONL file; print or write JSONL.
+
+    Each output line is its input line's fields (an `id`, anything else) without the text
+    (`keep_text` keeps it), plus `span` (character offsets into the text or context, or
+    null), `span_text` and `score` (the best span's margin over "no span"; null when no
+    window had room for a span). Input fields of those three names are replaced. Texts of
+    any length are windowed like the training data; every input line gets an output line.
+    """
     if cfg.project.task != "span":
         raise LlmkitError("`llmkit predict` needs a span project (project.task: span); use "
                           "`llmkit generate` for language models")
     cfg, tok, module, _ = load_trained(cfg, checkpoint)
-    items = [(text, "--text")] if text is not None else list(_read_texts(input_path))
-    results = [predict_one(module, tok, cfg, t, src) for t, src in items]
+    records = ([({cfg.data.text_field: text}, "--text")] if text is not None
+               else list(_read_records(input_path)))
+    inputs = [_input(obj, source, cfg.data.text_field) for obj, source in records]
+    examples = []
+    for inp, encoded in zip(inputs, encode_span_inputs(tok, inputs, cfg.model.block_size,
+                                                       cfg.data.window_stride), strict=True):
+        if isinstance(encoded, SpanProblem):
+            raise DataError(f"{inp.source}: {encoded.reason}")
+        check_token_ids([*encoded.prefix_ids, *encoded.ids], tok.vocab_size,
+                        source=inp.source)
+        examples.append(encoded)
+    answers = predict_examples(module.model, examples, block_size=cfg.model.block_size,
+                               stride=cfg.data.window_stride,
+                               max_span_tokens=cfg.span.max_span_tokens,
+                               nospan_threshold=cfg.span.nospan_threshold,
+                               batch_size=batch_size)
+    results = [_output(obj, inp, answer, cfg.data.text_field, keep_text)
+               for (obj, _), inp, answer in zip(records, inputs, answers, strict=True)]
     if output is not None:
         from llmkit.fsutil import atomic_write_text
 
         atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                           for r in results))
         echo(f"wrote {len(results)} predictions to {output}")
+    elif text is not None:
+        (r,) = results
+        where = f"[{r['span'][0]}, {r['span'][1]}) {r['span_text']!r}" if r["span"] else \
+            "no span"
+        score = f"{r['score']:.3f}" if r["score"] is not None else "n/a"
+        echo(f"{text}\n  span: {where}  score: {score}")
     else:
         for r in results:
-            where = f"[{r['span'][0]}, {r['span'][1]}) {r['span_text']!r}" if r["span"] else \
-                "no span"
-            score = f"{r['score']:.3f}" if r["score"] is not None else "n/a"
-            echo(f"{r['text']}\n  span: {where}  score: {score}")
+            echo(json.dumps(r, ensure_ascii=False))
     return results
 
 
-def _read_texts(path: Path | None):
+def _input(obj: dict[str, Any], source: str, text_field: str) -> SpanInput:
+    # A gold "span" in the input is not needed to predict, and not checked.
+    try:
+        return parse_span_line({k: v for k, v in obj.items() if k != "span"}, source,
+                               text_field, need_span=False)
+    except SpanProblem as p:
+        raise DataError(f"{source}: {p.reason}") from None
+
+
+def _output(obj: dict[str, Any], inp: SpanInput, answer: SpanAnswer, text_field: str,
+            keep_text: bool) -> dict[str, Any]:
+    texts = (text_field, CONTEXT_FIELD)
+    out = {k: v for k, v in obj.items() if keep_text or k not in texts}
+    span = answer.span
+    score = answer.score
+    out.update(span=list(span) if span else None,
+               span_text=inp.text[span[0]:span[1]] if span else None,
+               score=score if score is not None and math.isfinite(score) else None)
+    return out
+
+
+def _read_records(path: Path | None) -> Iterator[tuple[dict[str, Any], str]]:
     assert path is not None
     if not path.is_file():
         raise DataError(f"--input {path}: no such file")
@@ -126,6 +194,7 @@ def _read_texts(path: Path | None):
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise DataError(f"{path}:{n}: expected an object with a string 'text' field")
-            yield obj["text"], f"{path}:{n}"
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, found "
+                                f"{type(obj).__name__}")
+            yield obj, f"{path}:{n}"

@@ -29,6 +29,7 @@ from llmkit.trainer.checkpoint import (
     load_checkpoint,
     runs_root,
 )
+from llmkit.trainer.init_from import init_trunk
 from llmkit.trainer.preflight import preflight_warnings
 from llmkit.trainer.sync import ensure_tokenizer
 
@@ -92,10 +93,14 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
     prepared = prepare_data(cfg, tok, log=log, progress=progress)
 
     module = build_module(cfg, tok)
+    if cfg.model.init_from is not None and resume_run is None:
+        log(init_trunk(module.model.transformer, cfg, tok))  # a resume loads its own weights
     if cfg.training.compile:
         # In place: parameter names (and so checkpoints) stay those of the plain model.
         module.model.compile()
     datamodule = LlmkitDataModule(cfg, tok)
+    if cfg.project.task == "span":
+        log(datamodule.validation_summary())
     for warning in preflight_warnings(cfg, module.model.config, prepared.meta["report"]):
         log(warning)  # too little data for the model, unused vocabulary, val text in train
 

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
+from llmkit.data.windows import best_spans, window_candidates
 from llmkit.metrics.spans import score_spans
 from llmkit.models import GPTConfig, SpanModel, decode_spans, span_loss
-from llmkit.tokenizer import token_span_to_char_span
 from llmkit.trainer.task import TaskModule
 
 
 class SpanModule(TaskModule):
-    """Trains a `SpanModel` and logs span IoU, exact match and no-span precision/recall.
+    """Trains a `SpanModel` on windows and scores whole examples at validation.
 
-    Validation predictions are kept (as character spans, converted through each example's
-    offsets) in `self.val_predictions`, keyed by the example's index in the validation
-    set, so that the highlighted-samples callback can show them.
+    Validation runs over every window of the validation set; each window hands over its
+    best span inside its context and that span's margin over "no span", and an example's
+    prediction is the best of its windows (`llmkit.data.windows.best_spans`). Predictions
+    are kept (as character spans of the context) in `self.val_predictions`, keyed by the
+    example's index in the validation set, so that the highlighted-samples callback can
+    show them; `self.val_counts` holds how many examples and windows were scored.
 
     Args:
         cfg: the project config.
@@ -29,7 +33,9 @@ class SpanModule(TaskModule):
     def __init__(self, cfg: Config, gpt: GPTConfig, meta: dict[str, Any]) -> None:
         super().__init__(cfg, meta)
         self.model = SpanModel(gpt)
-        self.val_predictions: dict[int, tuple[tuple[int, int], float]] = {}
+        self.val_predictions: dict[int, tuple[tuple[int, int], float | None]] = {}
+        self.val_counts: dict[str, int] = {"examples": 0, "windows": 0}
+        self._candidates: dict[int, tuple[int, tuple[int, int] | None, float]] = {}
         self._val_loss: list[torch.Tensor] = []
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor):
@@ -44,35 +50,45 @@ class SpanModule(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_predictions = {}
+        self._candidates = {}
         self._val_loss = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         start_logits, end_logits = self.model(batch["ids"], batch["mask"])
         loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
         self._val_loss.append(loss.detach() * batch["ids"].size(0))
-        starts, ends, scores = decode_spans(start_logits, end_logits, batch["mask"],
-                                            self.cfg.span.max_span_tokens,
-                                            self.cfg.span.nospan_threshold)
-        examples = self.trainer.datamodule.val_examples
-        for i, s, e, score in zip(batch["index"].tolist(), starts.tolist(), ends.tolist(),
-                                  scores.tolist(), strict=True):
-            offsets = examples[i]["offsets"]
-            char = token_span_to_char_span(offsets, s, e) if e > s else (0, 0)
-            self.val_predictions[i] = (char, float(score))
+        # Every window hands over its best span; the threshold is applied per example.
+        starts, ends, margins = decode_spans(start_logits, end_logits, batch["mask"],
+                                             self.cfg.span.max_span_tokens, -math.inf,
+                                             context=batch["context"])
+        val_set = self.trainer.datamodule.val_set
+        indices = batch["index"].tolist()
+        windows = [val_set[i][1] for i in indices]
+        found = window_candidates(windows, starts.tolist(), ends.tolist(), margins.tolist())
+        self._candidates.update(zip(indices, found, strict=True))
 
     def on_validation_epoch_end(self) -> None:
         examples = self.trainer.datamodule.val_examples
-        indices = sorted(self.val_predictions)
-        preds = [self.val_predictions[i][0] for i in indices]
-        golds = [tuple(examples[i]["char_span"] or (0, 0)) for i in indices]
-        n = len(indices)
+        windows = [self._candidates[i] for i in sorted(self._candidates)]
+        seen = sorted({example for example, _, _ in windows})
+        renumber = {example: k for k, example in enumerate(seen)}
+        answers = best_spans([(renumber[e], span, m) for e, span, m in windows], len(seen),
+                             self.cfg.span.nospan_threshold)
+        for example, answer in zip(seen, answers, strict=True):
+            self.val_predictions[example] = (answer.span or (0, 0), answer.score)
+        self.val_counts = {"examples": len(seen), "windows": len(windows)}
+        preds = [self.val_predictions[i][0] for i in seen]
+        golds = [tuple(examples[i].char_span or (0, 0)) for i in seen]
+        texts = [examples[i].text for i in seen]
         loss_sum = torch.stack(self._val_loss).sum() if self._val_loss else torch.zeros(())
-        loss = float(loss_sum) / max(1, n)
-        scores = score_spans(preds, golds)
+        loss = float(loss_sum) / max(1, len(windows))  # a CPU-GPU sync, once per validation
+        scores = score_spans(preds, golds, texts)
         metrics = {"val/loss": loss, **scores.to_log_dict("val/")}
-        # Span metrics are computed on this process's share; under DDP each rank sees a
-        # disjoint part of the validation set, so the logged value is averaged across ranks.
+        # Under DDP every rank scores the whole validation set; sync_dist only averages
+        # equal numbers.
         self.log_dict(metrics, sync_dist=self.trainer.world_size > 1)
         self.log("val_loss", loss, prog_bar=True, logger=False)
-        if "val/span_iou" in metrics:
-            self.log("iou", metrics["val/span_iou"], prog_bar=True, logger=False)
+        if "val/has_span_iou" in metrics:
+            # The console's validation line: IoU on examples that have an answer, which a
+            # model answering "no span" everywhere cannot fake.
+            self.log("has_iou", metrics["val/has_span_iou"], prog_bar=True, logger=False)

@@ -65,9 +65,10 @@ def _validate(cfg, choose, callbacks=()):
     dm = LlmkitDataModule(cfg, tok)
     dm.setup()
     choices = {}
-    for ex in dm.val_examples:
-        assert ex.ids == [BOS_ID, *tok.encode(ex.text), EOS_ID]
-        choices[tuple(ex.ids)] = choose(ex.text, ex.ids, tok)
+    for i, ex in enumerate(dm.val_examples):
+        (window,) = ex.windows(i, cfg.model.block_size, None)  # short texts: one window
+        assert window.ids == [BOS_ID, *tok.encode(ex.text), EOS_ID]
+        choices[tuple(window.ids)] = choose(ex.text, window.ids, tok)
     module.model = Oracle(choices)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=list(callbacks))
