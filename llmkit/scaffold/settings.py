@@ -52,14 +52,14 @@ def resolve_size(size: str, data_path: Path | None,
 
     "auto" with the user's data picks what `llmkit size` would recommend: the largest
     preset whose estimated tokens per parameter reach the sizing target, with dropout and
-    weight decay that follow the data size (see llmkit/trainer/sizing.py, docs/sizing.md).
+    weight decay that follow the data size (see llmkit/sizing.py, docs/sizing.md).
     "auto" on the sample data is "tiny", sized for it. Any other size must name a preset in
     `config.PRESETS`; its own regularisation defaults apply.
     """
     if size == "auto":
         if data_path is None:
             return "tiny", {}
-        from llmkit.trainer.sizing import recommend_for_data  # imports torch: only here
+        from llmkit.sizing import recommend_for_data  # imports torch: only here
 
         kind = TASK_SETTINGS[task]["tokenizer"]["kind"]
         rec = recommend_for_data(data_path, kind=kind, task=task)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
-from llmkit.data.windows import best_spans, window_candidates
+from llmkit.data.windows import best_spans
 from llmkit.metrics.spans import score_spans
-from llmkit.models import GPTConfig, SpanModel, decode_spans, span_loss
+from llmkit.models import GPTConfig, SpanModel, span_loss
+from llmkit.span_decode import window_spans
 from llmkit.trainer.task import TaskModule
 
 
@@ -58,13 +58,11 @@ class SpanModule(TaskModule):
         loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
         self._val_loss.append(loss.detach() * batch["ids"].size(0))
         # Every window hands over its best span; the threshold is applied per example.
-        starts, ends, margins = decode_spans(start_logits, end_logits, batch["mask"],
-                                             self.cfg.span.max_span_tokens, -math.inf,
-                                             context=batch["context"])
         val_set = self.trainer.datamodule.val_set
         indices = batch["index"].tolist()
         windows = [val_set[i][1] for i in indices]
-        found = window_candidates(windows, starts.tolist(), ends.tolist(), margins.tolist())
+        found = window_spans(start_logits, end_logits, batch, windows,
+                             self.cfg.span.max_span_tokens)
         self._candidates.update(zip(indices, found, strict=True))
 
     def on_validation_epoch_end(self) -> None:

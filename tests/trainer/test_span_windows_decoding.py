@@ -17,7 +17,7 @@ import torch
 from llmkit.data.spans import SpanExample, collate_spans
 from llmkit.data.windows import context_room, default_stride, window_starts
 from llmkit.models import GPTConfig, SpanModel, span_loss
-from llmkit.trainer.inference import predict_examples
+from llmkit.span_decode import predict_examples
 
 BLOCK = 32
 LENGTH = 3 * BLOCK  # three times the context

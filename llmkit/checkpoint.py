@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, what they record, finding them, and loading them safely.
+"""Checkpoints: what they record, finding them, and loading them safely (no Lightning here).
 
 Every checkpoint carries an `llmkit` entry with the model shape, the task and the
 tokenizer's hash and vocabulary size. Loading one next to a different tokenizer or model
@@ -7,14 +7,12 @@ shape is an error that names both sides and the fix (DESIGN.md, problem 1).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from llmkit.config import Config
 from llmkit.errors import CheckpointError, VocabMismatchError
@@ -22,24 +20,6 @@ from llmkit.models import GPTConfig
 from llmkit.tokenizer import Tokenizer
 
 LAST = "last.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file and rename it into place.
-
-    A crash or Ctrl-C while saving leaves the previous checkpoint intact, never half a file.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def checkpoint_meta(cfg: Config, gpt: GPTConfig, tok: Tokenizer) -> dict[str, Any]:
@@ -90,7 +70,12 @@ def run_versions(cfg: Config) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"version_\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(found, key=run_version)
+
+
+def run_version(run: Path) -> int:
+    """N of a run folder `version_N` (TensorBoardLogger's naming)."""
+    return int(run.name.removeprefix("version_"))
 
 
 def latest_run(cfg: Config) -> Path | None:

@@ -23,11 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from llmkit.checkpoint import find_checkpoint, load_checkpoint
 from llmkit.config import CONFIG_NAME, Config, load_config
 from llmkit.errors import CheckpointError, VocabMismatchError
 from llmkit.models import GPT
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.checkpoint import find_checkpoint, load_checkpoint
 
 # The trunk's shape; `causal` is left out on purpose (the span trunk is bidirectional).
 TRUNK_KEYS = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias",
