@@ -68,18 +68,19 @@ _override = click.option("-o", "--override", "overrides", multiple=True, metavar
               help="lm: causal language model; span: predict a character span of the text.")
 @click.option("--size", type=click.Choice(["auto", "tiny", "small", "base"]), default="auto",
               show_default=True, help="Model size preset; auto picks one that fits the data.")
-@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
-              help="Your data (a file or folder) instead of the sample data.")
+@click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
+              help="Your data (a file or folder) instead of the sample data; repeat it for "
+                   "several (files named val*/dev* become validation data).")
 @click.option("--link-data", is_flag=True, help="Symlink --data instead of copying it.")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
 @click.pass_context
-def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
+def new(ctx: click.Context, name: str, task: str, size: str, data: tuple[Path, ...],
         link_data: bool, force: bool) -> None:
     """Create a project NAME that trains out of the box on its sample data."""
     from llmkit.scaffold import create_project
 
     parent = Path(ctx.obj.get("start") or Path.cwd())
-    result = create_project(name, parent, task=task, size=size, data=data, force=force,
+    result = create_project(name, parent, task=task, size=size, data=list(data), force=force,
                             link_data=link_data)
     click.echo(result.summary())
 
