@@ -143,9 +143,10 @@ def _overlap(report: dict[str, Any]) -> str | None:
         if not dup or not n_val or dup / n_val <= MAX_VAL_OVERLAP:
             return None
         return (f"{dup:,} of {n_val:,} validation examples ({dup / n_val:.1%}) have a text "
-                f"that is also in the training data: validation scores will look better "
-                f"than the model is; remove the duplicates (dedup) or split by document or "
-                f"trace")
+                f"or context that is also in the training data: validation scores will "
+                f"look better than the model is; give examples of one text the same "
+                f"\"group\", or let llmkit split data.train (data.val: []), which keeps "
+                f"shared contexts on one side")
     share = report.get("overlap")
     if share is None or share <= MAX_VAL_OVERLAP:
         return None
