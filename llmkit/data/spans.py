@@ -37,7 +37,7 @@ import numpy as np
 
 from llmkit.data.windows import Window, context_room, cut_window, default_stride, window_starts
 from llmkit.errors import DataError
-from llmkit.tokenizer import PAD_ID, check_token_ids
+from llmkit.tokenizer import PAD_ID, Tokenizer, check_token_ids
 from llmkit.tokenizer.offsets import char_span_to_token_span, token_span_to_char_span
 
 TRACE_KEYS = ("trace_id", "step", "steps_total")
@@ -299,7 +299,7 @@ def encode_span_example(inp: SpanInput, prefix_ids: Sequence[int], ids: Sequence
                        source=inp.source, trace=inp.trace, prefix=inp.prefix)
 
 
-def encode_span_inputs(tok: Any, inputs: Sequence[SpanInput], block_size: int,
+def encode_span_inputs(tok: Tokenizer, inputs: Sequence[SpanInput], block_size: int,
                        stride: int | None = None
                        ) -> list[SpanExample | SpanProblem]:
     """Encode many checked lines at once (one batched tokenizer call for the contexts and
