@@ -18,17 +18,15 @@ describes the file is ignored rather than trusted).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmkit.config import Config, write_back
+from llmkit.console import Log
 from llmkit.data.sources import resolve_sources
 from llmkit.errors import TokenizerError
 from llmkit.fsutil import atomic_write_text
 from llmkit.tokenizer import Tokenizer, train_tokenizer
-
-Log = Callable[[str], None]
 
 
 def train_project_tokenizer(cfg: Config, log: Log = print,
@@ -36,16 +34,17 @@ def train_project_tokenizer(cfg: Config, log: Log = print,
     """Train the project's tokenizer on its training data, save it, sync the vocab size."""
     train_files, _ = resolve_sources(cfg)
     out = cfg.path(cfg.tokenizer.path)
-    tk = cfg.tokenizer
-    asked = "" if tk.kind == "char" else f", asked for {tk.vocab_size} tokens"
-    log(f"training a {tk.kind} tokenizer on {len(train_files)} file(s){asked} ...")
-    tok = train_tokenizer([f.path for f in train_files], out, kind=tk.kind,
-                          vocab_size=tk.vocab_size, min_frequency=tk.min_frequency,
-                          bos=tk.bos, eos=tk.eos, pad=tk.pad, text_field=cfg.data.text_field,
-                          data_format=cfg.data.format, show_progress=show_progress)
+    tokenizer = cfg.tokenizer
+    asked = "" if tokenizer.kind == "char" else f", asked for {tokenizer.vocab_size} tokens"
+    log(f"training a {tokenizer.kind} tokenizer on {len(train_files)} file(s){asked} ...")
+    tok = train_tokenizer([f.path for f in train_files], out, kind=tokenizer.kind,
+                          vocab_size=tokenizer.vocab_size, min_frequency=tokenizer.min_frequency,
+                          bos=tokenizer.bos, eos=tokenizer.eos, pad=tokenizer.pad,
+                          text_field=cfg.data.text_field, data_format=cfg.data.format,
+                          show_progress=show_progress)
     atomic_write_text(settings_path(out), json.dumps(
         {"tokenizer_hash": tok.hash, **_asked(cfg)}, indent=2) + "\n")
-    log(f"tokenizer: {tok.vocab_size} tokens -> {tk.path}")
+    log(f"tokenizer: {tok.vocab_size} tokens -> {tokenizer.path}")
     return sync_vocab(cfg, tok, log), tok
 
 
@@ -55,15 +54,16 @@ def settings_path(tokenizer_path: Path) -> Path:
 
 
 def _asked(cfg: Config) -> dict[str, Any]:
-    tk = cfg.tokenizer
-    return {"kind": tk.kind, "vocab_size": tk.vocab_size, "min_frequency": tk.min_frequency,
-            "bos": tk.bos, "eos": tk.eos, "pad": tk.pad}
+    tokenizer = cfg.tokenizer
+    return {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+            "min_frequency": tokenizer.min_frequency, "bos": tokenizer.bos,
+            "eos": tokenizer.eos, "pad": tokenizer.pad}
 
 
 def stale_settings(cfg: Config, tok: Tokenizer) -> list[str]:
     """`tokenizer.KEY: trained X, llmkit.yaml Y` for each setting that changed since `tok`
     was trained; empty when it still is what the config asks for."""
-    tk = cfg.tokenizer
+    tokenizer = cfg.tokenizer
     found: dict[str, Any] = {"kind": tok.kind, "bos": tok.bos_token, "eos": tok.eos_token,
                              "pad": tok.pad_token}
     try:
@@ -72,10 +72,10 @@ def stale_settings(cfg: Config, tok: Tokenizer) -> list[str]:
         record = None
     if isinstance(record, dict) and record.get("tokenizer_hash") == tok.hash:
         found.update({k: record[k] for k in ("vocab_size", "min_frequency") if k in record})
-    elif tok.kind == "bpe" and tok.vocab_size > tk.vocab_size:
+    elif tok.kind == "bpe" and tok.vocab_size > tokenizer.vocab_size:
         found["vocab_size"] = tok.vocab_size  # no record, but plainly more than asked for
     asked = _asked(cfg)
-    if tk.kind == "char":  # char takes every character of the data: no size to ask for
+    if tokenizer.kind == "char":  # char takes every character of the data: no size to ask for
         found.pop("vocab_size", None)
         found.pop("min_frequency", None)
     return [f"tokenizer.{k}: trained {v!r}, llmkit.yaml {asked[k]!r}"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from llmkit.config import Config
+from llmkit.console import Log
+from llmkit.data.sources import BadLine, SourceFile, iter_jsonl
 from llmkit.data.spans import (
     CONTEXT_FIELD,
     SpanInput,
@@ -35,7 +37,7 @@ PREDICTED_KEYS = ("span", "span_text", "score")
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,
                   batch_size: int = 32, keep_text: bool = False,
-                  echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                  echo: Log = print) -> list[dict[str, Any]]:
     """Predict spans for `text` or each line of a JSONL file; print or write JSONL.
 
     Each output line is its input line's fields (an `id`, anything else) without the text
@@ -105,26 +107,20 @@ def _output(obj: dict[str, Any], inp: SpanInput, answer: SpanAnswer, text_field:
 
 
 def _read_records(path: Path | None) -> Iterator[tuple[dict[str, Any], str]]:
-    assert path is not None
-    if not path.is_file():
+    """(object, file:line) of each line of a JSONL file, read as `llmkit prepare` reads data."""
+    if path is None or not path.is_file():
         raise DataError(f"--input {path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, found "
-                                f"{type(obj).__name__}")
-            yield obj, f"{path}:{n}"
+    f = SourceFile(path=path, name=str(path), format="jsonl", size=path.stat().st_size)
+    for item in iter_jsonl(f):
+        if isinstance(item, BadLine):
+            raise DataError(str(item))  # predict answers every line or none
+        where, obj = item
+        yield obj, where
 
 
 def run(cfg: Config, *, text: str | None, input_path: Path | None, output: Path | None,
         checkpoint: Path | None, batch_size: int = 32, keep_text: bool = False,
-        echo: Callable[[str], None]) -> None:
+        echo: Log) -> None:
     """Predict and print (or write) the spans; see `predict_spans`."""
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
                   batch_size=batch_size, keep_text=keep_text, echo=echo)

@@ -457,7 +457,7 @@ def test_span_project_on_own_text_uses_bpe_and_a_context_for_its_lengths(
     assert cfg.tokenizer.kind == "bpe" and cfg.tokenizer.vocab_size == 2000
     assert cfg.model.block_size == 512  # the smallest context holding 90% in one window
     notes = result.summary()
-    assert "span examples are about median 415, p90 416, p99 416, max 416 tokens" in notes
+    assert "span examples are about median 416, p90 416, p99 416, max 416 tokens" in notes
     assert "model.block_size 512: the p90 example takes 1 window(s)" in notes
     # With a preset's context the note says how many windows the examples take.
     tiny = create_project("t", here, task="span", size="tiny", data=tmp_path / "qa.jsonl")
