@@ -31,8 +31,6 @@ from llmkit.span_decode import predict_examples
 from llmkit.tokenizer import check_token_ids
 from llmkit.trainer.restore import load_trained
 
-PREDICTED_KEYS = ("span", "span_text", "score")
-
 
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,

@@ -193,7 +193,7 @@ def parse_span_line(obj: dict[str, Any], source: str, text_field: str = "text", 
         raise SpanProblem("text and context", f"the line has both {text_field!r} and "
                                               f"{CONTEXT_FIELD!r}: give the text spans point "
                                               f"into as one of them")
-    if not has_context and PREFIX_FIELD in obj:
+    if not has_context and PREFIX_FIELD in obj and text_field != PREFIX_FIELD:
         raise SpanProblem("question without context",
                           f"{PREFIX_FIELD!r} needs a {CONTEXT_FIELD!r} field beside it (the "
                           f"text the span points into); rename {text_field!r} to "

@@ -222,4 +222,9 @@ def test_predict_reads_the_text_field_the_config_names(trained, llmkit):
     proc = llmkit("predict", "--input", "questions.jsonl", "--output", "answers.jsonl",
                   "-o", "data.text_field=question", cwd=root)
     assert "wrote 3 predictions" in proc.stdout
-    assert [r["text"] for r in read_jsonl(root / "answers.jsonl")] == texts
+    rows = read_jsonl(root / "answers.jsonl")
+    # The other fields are kept as they were ("text" is not the text here); the text
+    # itself is not repeated, and each span points into it.
+    assert [r["text"] for r in rows] == [7, 7, 7] and all("question" not in r for r in rows)
+    for r, text in zip(rows, texts, strict=True):
+        assert r["span"] is None or r["span_text"] == text[r["span"][0]:r["span"][1]]
