@@ -137,19 +137,25 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
     command.run(root, list(overrides), resume=resume, echo=click.echo)
 
 
+_device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                       show_default=True,
+                       help="Where the model runs; auto: the GPU when there is one.")
+
+
 @cli.command(name="eval")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint to evaluate (default: the best of the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_device
 @_override
 @click.pass_context
-def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
+def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool, device: str,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import evaluate as command
 
-    command.run(cfg, checkpoint, as_json=as_json, echo=click.echo)
+    command.run(cfg, checkpoint, as_json=as_json, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -160,17 +166,19 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 @click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
 @click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_device
 @_override
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int | None, checkpoint: Path | None,
+             top_k: int | None, seed: int | None, checkpoint: Path | None, device: str,
              overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import generate as command
 
     command.run(cfg, prompt, echo=click.echo, checkpoint=checkpoint,
-                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                device=device)
 
 
 @cli.command()
@@ -180,16 +188,17 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
                    "field per line.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
-@click.option("--batch-size", type=int, default=32, show_default=True,
-              help="Windows per forward pass.")
 @click.option("--keep-text", is_flag=True,
               help="Repeat each input's text/context in its output line.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Windows per forward pass (a long text is several windows).")
+@_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, batch_size: int, keep_text: bool, checkpoint: Path | None,
-            overrides: tuple[str, ...]) -> None:
+            output: Path | None, keep_text: bool, checkpoint: Path | None, batch_size: int,
+            device: str, overrides: tuple[str, ...]) -> None:
     """Predict spans with a span-prediction checkpoint.
 
     Each output line keeps its input line's other fields (an id, ...) and adds span,
@@ -201,7 +210,7 @@ def predict(ctx: click.Context, text: str | None, input_path: Path | None,
     from llmkit.commands import predict as command
 
     command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                batch_size=batch_size, keep_text=keep_text, echo=click.echo)
+                batch_size=batch_size, keep_text=keep_text, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -219,6 +228,73 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
 
     command.run(cfg, batch_size=batch_size, seq_len=seq_len, text=text, as_json=as_json,
                 echo=click.echo, log=lambda m: click.echo(m, err=True))
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint to export (default: the best of the latest run).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: export/ in the project).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
+@click.option("--verify", is_flag=True,
+              help="Load the export back (with transformers for LMs) and compare logits.")
+@_override
+@click.pass_context
+def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force: bool,
+           verify: bool, overrides: tuple[str, ...]) -> None:
+    """Write a folder that transformers loads: config, safetensors, tokenizer, model card."""
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import export as command
+
+    command.run(cfg, checkpoint=checkpoint, out=out, force=force, verify=verify,
+                echo=click.echo)
+
+
+@cli.command()
+@click.option("--prompt", required=True, help="Text whose next token the lens follows.")
+@click.option("--target", default=None,
+              help="The expected next token (LM), or the gold answer text (span).")
+@click.option("--control-prompt", default=None, help="A control prompt (needs --target).")
+@click.option("--control-target", default=None, help="The control prompt's expected token.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME=TEXT",
+              help="Another wording of the prompt, looked at separately (repeatable).")
+@click.option("--positions", type=click.Choice(["last", "all"]), default="last",
+              show_default=True, help="Report the last position or every position.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Tokens per cell.")
+@click.option("--lens", "lens_kind", type=click.Choice(["logit", "tuned", "both"]),
+              default="logit", show_default=True,
+              help="logit: each layer through ln_f and the unembedding; tuned: with the "
+                   "trained per-layer translators.")
+@click.option("--train-tuned", is_flag=True,
+              help="Train the tuned-lens translators now (saved beside the checkpoint).")
+@click.option("--tuned-steps", type=int, default=300, show_default=True,
+              help="Training steps of the tuned lens (with --train-tuned).")
+@click.option("--copy-prob", type=float, default=0.5, show_default=True,
+              help="Copy-collapse: least probability of the copied prompt token.")
+@click.option("--copy-margin", type=float, default=0.2, show_default=True,
+              help="Copy-collapse: least lead over the runner-up.")
+@click.option("--copy-window", type=int, default=2, show_default=True,
+              help="Copy-collapse: consecutive layers that must copy.")
+@click.option("--heatmap", type=click.Choice(["entropy", "kl", "top_prob", "target_prob"]),
+              default="entropy", show_default=True, help="The quantity the HTML colours.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the versioned report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write a self-contained HTML page here.")
+@_override
+@click.pass_context
+def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
+    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms.
+
+    Span checkpoints get the per-layer span view. See docs/lens.md.
+    """
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import lens as command
+
+    given = frozenset(name for name in flags
+                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
+    command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
 
 
 def main() -> None:

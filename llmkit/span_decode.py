@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from llmkit.data.spans import SpanExample, collate_spans
 from llmkit.data.windows import SpanAnswer, Window, best_spans, window_candidates
+from llmkit.metrics.spans import score_spans
 from llmkit.models import SpanModel, decode_spans
 
 Candidate = tuple[int, tuple[int, int] | None, float]  # (example, char span, margin)
@@ -66,3 +68,40 @@ def predict_examples(model: SpanModel, examples: Sequence[SpanExample], *, block
         start_logits, end_logits = model(batch["ids"].to(device), batch["mask"].to(device))
         candidates += window_spans(start_logits, end_logits, batch, part, max_span_tokens)
     return best_spans(candidates, len(examples), nospan_threshold)
+
+
+@dataclass
+class SpanValidation:
+    """What one span validation found: the logged metrics, each example's answer, counts."""
+
+    metrics: dict[str, float]  # val/loss and the `score_spans` tags
+    answers: dict[int, tuple[tuple[int, int], float | None]]  # example -> (char span, score)
+    counts: dict[str, int]  # {"examples": ..., "windows": ...} scored
+
+
+def score_validation(candidates: dict[int, Candidate], loss_sum: float,
+                     examples: Sequence[SpanExample], nospan_threshold: float
+                     ) -> SpanValidation:
+    """Per-example answers from per-window candidates, scored against the gold spans.
+
+    The one ending of a span validation: `SpanModule` (during training) and `llmkit eval`
+    both call it, so the two report the same numbers for the same weights.
+
+    Args:
+        candidates: window index -> `window_spans` candidate, for every window scored.
+        loss_sum: the span loss summed over those windows.
+        examples: the validation examples (`candidates` point into them).
+    """
+    windows = [candidates[i] for i in sorted(candidates)]
+    seen = sorted({example for example, _, _ in windows})
+    renumber = {example: k for k, example in enumerate(seen)}
+    found = best_spans([(renumber[e], span, m) for e, span, m in windows], len(seen),
+                       nospan_threshold)
+    answers = {example: (a.span or (0, 0), a.score) for example, a in zip(seen, found,
+                                                                          strict=True)}
+    preds = [answers[i][0] for i in seen]
+    golds = [tuple(examples[i].char_span or (0, 0)) for i in seen]
+    texts = [examples[i].text for i in seen]
+    scores = score_spans(preds, golds, texts)
+    metrics = {"val/loss": loss_sum / max(1, len(windows)), **scores.to_log_dict("val/")}
+    return SpanValidation(metrics, answers, {"examples": len(seen), "windows": len(windows)})

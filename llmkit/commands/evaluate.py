@@ -1,60 +1,112 @@
-"""`llmkit eval`: validation metrics of a checkpoint, through the same code as training."""
+"""`llmkit eval`: validation metrics of a checkpoint, on the same batches as training's
+validation, without Lightning.
+
+LM projects get loss, perplexity, bits per token and bits per byte; span projects the span
+metrics. The numbers equal the ones the run logged at that checkpoint's validation (the
+same windows or examples, the same loss and decoder), on `--device`.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import torch
+from torch.utils.data import DataLoader
 
 from llmkit.config import Config
 from llmkit.console import Log
-from llmkit.data.module import LlmkitDataModule
+from llmkit.data.lm import LMValWindows
 from llmkit.data.prepare import prepare_data
-from llmkit.metrics.lm import bits_per_token
-from llmkit.trainer.build import resolve_precision, val_batch_limit
-from llmkit.trainer.restore import load_trained
+from llmkit.data.spans import SpanDataset, collate_spans
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
+from llmkit.metrics.lm import bits_per_token, perplexity
+from llmkit.models import CausalLM, SpanModel, span_loss
+from llmkit.span_decode import score_validation, window_spans
 
 
-def evaluate(cfg: Config, checkpoint: Path | None = None,
-             log=lambda message: None) -> dict[str, Any]:
+def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto",
+             log: Log = lambda message: None) -> dict[str, Any]:
     """Validation metrics of `checkpoint` (default: the best of the latest run).
 
-    LM projects get loss, perplexity, bits per token and bits per byte (bits per token
-    divided by the validation split's bytes per token); span projects get the span metrics
-    over every validation example (or `span.val_examples` of them), and `val_examples` /
-    `val_windows`, how many were scored.
+    Span projects are scored on every validation example (or `span.val_examples` of them),
+    with `val_examples` / `val_windows` saying how many.
+
+    Non-finite values come back as None; the checkpoint's path is under "checkpoint".
     """
-    cfg, tok, module, ckpt_path = load_trained(cfg, checkpoint, log=log)
+    dev = resolve_device(device)
+    trained = load_model(cfg, checkpoint, log=log)
+    cfg, tok = trained.cfg, trained.tok
     prepared = prepare_data(cfg, tok, log=log, progress=False)
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=val_batch_limit(cfg),
-                        precision=resolve_precision(cfg.training.precision))
-    results = trainer.validate(module, datamodule=LlmkitDataModule(cfg, tok), verbose=False)
-    metrics: dict[str, Any] = {k: float(v) for k, v in results[0].items()
-                               if k.startswith("val/")}
-    if cfg.project.task == "lm" and "val/loss" in metrics:
-        report = prepared.report
-        val_text_tokens = report.tokens_val - report.documents_val  # without the EOS joins
-        bytes_per_token = report.bytes_val / val_text_tokens if val_text_tokens > 0 else None
-        if bytes_per_token:
-            metrics["val/bits_per_byte"] = bits_per_token(metrics["val/loss"]) / bytes_per_token
+    model = trained.model.to(dev)
+    batch_size = cfg.training.batch_size
+    assert batch_size is not None  # filled from the size preset
+    with torch.no_grad(), autocast(dev, inference_dtype(cfg.training.precision, dev)):
+        if isinstance(model, CausalLM):
+            windows = LMValWindows(prepared.val, cfg.model.block_size,
+                                   cfg.training.val_batches * batch_size,
+                                   vocab_size=tok.vocab_size)
+            metrics = _lm_metrics(model, DataLoader(windows, batch_size=batch_size), dev)
+            per_token = prepared.report.val_bytes_per_token
+            if metrics["val/loss"] is not None and per_token:
+                metrics["val/bits_per_byte"] = metrics["val/bits_per_token"] / per_token
+        else:
+            # Every validation example (or span.val_examples of them), as training does.
+            dataset = SpanDataset(prepared.val, cfg.model.block_size, cfg.data.window_stride,
+                                  vocab_size=tok.vocab_size,
+                                  max_examples=cfg.span.val_examples, seed=cfg.project.seed)
+            loader = DataLoader(dataset, batch_size=batch_size,
+                                collate_fn=partial(collate_spans, pad_id=tok.pad_id))
+            metrics = _span_metrics(model, loader, dataset, cfg, dev)
     metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                for k, v in metrics.items()}
-    if cfg.project.task == "span":
-        counts = module.val_counts  # type: ignore[attr-defined]
-        metrics["val_examples"] = counts["examples"]
-        metrics["val_windows"] = counts["windows"]
-    metrics["checkpoint"] = str(ckpt_path)
+    metrics["checkpoint"] = str(trained.path)
     return metrics
 
 
-def run(cfg: Config, checkpoint: Path | None, *, as_json: bool,
+def _lm_metrics(model: CausalLM, loader: DataLoader, device: torch.device) -> dict[str, Any]:
+    """Token-weighted mean cross-entropy over the validation windows, and what follows."""
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y in loader:
+        _, loss = model(x.to(device), y.to(device))
+        total += loss.double() * y.numel()
+        count += y.numel()
+    ce = float(total) / max(count, 1)  # this is a CPU-GPU sync point (once)
+    return {"val/loss": ce, "val/ppl": perplexity(ce), "val/bits_per_token": bits_per_token(ce)}
+
+
+def _span_metrics(model: SpanModel, loader: DataLoader, dataset: SpanDataset, cfg: Config,
+                  device: torch.device) -> dict[str, Any]:
+    """The span task's validation: loss over every window, then one answer per example
+    scored against the gold spans (the same functions as `SpanModule`'s validation), and
+    how many examples and windows were scored."""
+    loss_sum = 0.0
+    candidates = {}
+    for batch in loader:
+        ids, mask = batch["ids"].to(device), batch["mask"].to(device)
+        start_logits, end_logits = model(ids, mask)
+        loss = span_loss(start_logits, end_logits, batch["start"].to(device),
+                         batch["end"].to(device), mask)
+        loss_sum += float(loss) * ids.size(0)  # this is a CPU-GPU sync point (once a batch)
+        indices = batch["index"].tolist()
+        windows = [dataset[i][1] for i in indices]
+        found = window_spans(start_logits, end_logits, batch, windows,
+                             cfg.span.max_span_tokens)
+        candidates.update(zip(indices, found, strict=True))
+    result = score_validation(candidates, loss_sum, dataset.examples,
+                              cfg.span.nospan_threshold)
+    return {**result.metrics, "val_examples": result.counts["examples"],
+            "val_windows": result.counts["windows"]}
+
+
+def run(cfg: Config, checkpoint: Path | None, *, as_json: bool, device: str = "auto",
         echo: Log) -> None:
     """Print the metrics of `checkpoint`, one per line or as JSON."""
-    metrics = evaluate(cfg, checkpoint)
+    metrics = evaluate(cfg, checkpoint, device=device)
     if as_json:
         echo(json.dumps(metrics, indent=2, sort_keys=True))
         return

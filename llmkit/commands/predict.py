@@ -1,6 +1,7 @@
 """`llmkit predict`: the character span a span-prediction checkpoint picks in each text.
 
-Inputs are read like span data (a `text`, or a `context` with an optional `question`),
+No Lightning: the model runs on `--device` (bf16 where training was). Inputs are read
+like span data (a `text`, or a `context` with an optional `question`),
 encoded by the same function, cut into the same windows and decoded by the same function
 as validation (`llmkit.span_decode`); texts of any length get an answer. Each output line
 keeps its input line's other fields.
@@ -27,14 +28,14 @@ from llmkit.data.spans import (
 from llmkit.data.windows import SpanAnswer
 from llmkit.errors import DataError, LlmkitError
 from llmkit.fsutil import atomic_write_text
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.span_decode import predict_examples
 from llmkit.tokenizer import check_token_ids
-from llmkit.trainer.restore import load_trained
 
 
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,
-                  batch_size: int = 32, keep_text: bool = False,
+                  batch_size: int = 32, keep_text: bool = False, device: str = "auto",
                   echo: Log = print) -> list[dict[str, Any]]:
     """Predict spans for `text` or each line of a JSONL file; print or write JSONL.
 
@@ -50,7 +51,9 @@ def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | No
                           "`llmkit generate` for language models")
     if batch_size < 1:
         raise LlmkitError(f"--batch-size must be >= 1, got {batch_size}")
-    cfg, tok, module, _ = load_trained(cfg, checkpoint)
+    dev = resolve_device(device)
+    trained = load_model(cfg, checkpoint, log=echo)
+    cfg, tok, model = trained.cfg, trained.tok, trained.model.to(dev)
     records = ([({cfg.data.text_field: text}, "--text")] if text is not None
                else list(_read_records(input_path)))
     inputs = [_input(obj, source, cfg.data.text_field) for obj, source in records]
@@ -61,11 +64,12 @@ def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | No
             raise DataError(f"{inp.source}: {ex.reason}")
         check_token_ids([*ex.prefix_ids, *ex.ids], tok.vocab_size, source=inp.source)
         examples.append(ex)
-    answers = predict_examples(module.model, examples, block_size=cfg.model.block_size,
-                               stride=cfg.data.window_stride,
-                               max_span_tokens=cfg.span.max_span_tokens,
-                               nospan_threshold=cfg.span.nospan_threshold,
-                               batch_size=batch_size)
+    with autocast(dev, inference_dtype(cfg.training.precision, dev)):
+        answers = predict_examples(model, examples, block_size=cfg.model.block_size,
+                                   stride=cfg.data.window_stride,
+                                   max_span_tokens=cfg.span.max_span_tokens,
+                                   nospan_threshold=cfg.span.nospan_threshold,
+                                   batch_size=batch_size)
     results = [_output(obj, inp, answer, cfg.data.text_field, keep_text)
                for (obj, _), inp, answer in zip(records, inputs, answers, strict=True)]
     if output is not None:
@@ -118,7 +122,7 @@ def _read_records(path: Path | None) -> Iterator[tuple[dict[str, Any], str]]:
 
 def run(cfg: Config, *, text: str | None, input_path: Path | None, output: Path | None,
         checkpoint: Path | None, batch_size: int = 32, keep_text: bool = False,
-        echo: Log) -> None:
+        device: str = "auto", echo: Log) -> None:
     """Predict and print (or write) the spans; see `predict_spans`."""
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                  batch_size=batch_size, keep_text=keep_text, echo=echo)
+                  batch_size=batch_size, keep_text=keep_text, device=device, echo=echo)

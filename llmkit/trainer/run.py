@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import load_config
@@ -16,6 +15,7 @@ from llmkit.init_from import init_trunk
 from llmkit.preflight import preflight_warnings
 from llmkit.trainer.build import build_module, build_trainer
 from llmkit.trainer.callbacks.standard import standard_callbacks
+from llmkit.trainer.callbacks.tensorboard import RunLogger
 from llmkit.trainer.result import RunResult, TrainingInterrupted
 from llmkit.trainer.run_folder import resume_point, run_to_resume, save_run_config
 from llmkit.vocab_sync import ensure_tokenizer
@@ -56,8 +56,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
 
     ckpt_path, version = (resume_point(resume_run, cfg, module, tok) if resume_run
                           else (None, None))
-    logger = TensorBoardLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
-                               version=version, default_hp_metric=False)
+    logger = RunLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
+                       version=version, default_hp_metric=False)
     run_dir = Path(logger.log_dir)
     callbacks = standard_callbacks(cfg, tok, module.model.config, run_dir, log)
     trainer = build_trainer(cfg, logger, [*callbacks.all, *(extra_callbacks or [])],

@@ -7,10 +7,8 @@ from typing import Any
 import torch
 
 from llmkit.config import Config
-from llmkit.data.windows import best_spans
-from llmkit.metrics.spans import score_spans
 from llmkit.models import GPTConfig, SpanModel, span_loss
-from llmkit.span_decode import window_spans
+from llmkit.span_decode import score_validation, window_spans
 from llmkit.trainer.task import TaskModule
 
 
@@ -66,26 +64,18 @@ class SpanModule(TaskModule):
         self._candidates.update(zip(indices, found, strict=True))
 
     def on_validation_epoch_end(self) -> None:
-        examples = self.trainer.datamodule.val_examples
-        windows = [self._candidates[i] for i in sorted(self._candidates)]
-        seen = sorted({example for example, _, _ in windows})
-        renumber = {example: k for k, example in enumerate(seen)}
-        answers = best_spans([(renumber[e], span, m) for e, span, m in windows], len(seen),
-                             self.cfg.span.nospan_threshold)
-        for example, answer in zip(seen, answers, strict=True):
-            self.val_predictions[example] = (answer.span or (0, 0), answer.score)
-        self.val_counts = {"examples": len(seen), "windows": len(windows)}
-        preds = [self.val_predictions[i][0] for i in seen]
-        golds = [tuple(examples[i].char_span or (0, 0)) for i in seen]
-        texts = [examples[i].text for i in seen]
         loss_sum = torch.stack(self._val_loss).sum() if self._val_loss else torch.zeros(())
-        loss = float(loss_sum) / max(1, len(windows))  # a CPU-GPU sync, once per validation
-        scores = score_spans(preds, golds, texts)
-        metrics = {"val/loss": loss, **scores.to_log_dict("val/")}
+        # float(): a CPU-GPU sync, once per validation
+        result = score_validation(self._candidates, float(loss_sum),
+                                  self.trainer.datamodule.val_examples,
+                                  self.cfg.span.nospan_threshold)
+        self.val_predictions = result.answers
+        self.val_counts = result.counts
+        metrics = result.metrics
         # Under DDP every rank scores the whole validation set; sync_dist only averages
         # equal numbers.
         self.log_dict(metrics, sync_dist=self.trainer.world_size > 1)
-        self.log("val_loss", loss, prog_bar=True, logger=False)
+        self.log("val_loss", metrics["val/loss"], prog_bar=True, logger=False)
         if "val/has_span_iou" in metrics:
             # The console's validation line: IoU on examples that have an answer, which a
             # model answering "no span" everywhere cannot fake.
