@@ -265,9 +265,17 @@ class NonFiniteGuard(L.Callback):
 
     def _kept(self) -> str:
         path = self.last_checkpoint
-        if path is not None and path.is_file():
-            return f"; the last good checkpoint {path} is kept"
-        return ""
+        if path is None or not path.is_file():
+            return ""
+        # Verified before it is called good: a run resumed from a damaged file must not
+        # send the user back to it.
+        from llmkit.trainer.checkpoint import load_checkpoint
+
+        try:
+            load_checkpoint(path)
+        except LlmkitError as e:
+            return f"; the last checkpoint is not usable either: {e}"
+        return f"; the last good checkpoint {path} (verified) is kept"
 
     def _diagnose(self, trainer: L.Trainer, pl_module: L.LightningModule,
                   batches: list[Any]) -> str:
