@@ -27,11 +27,11 @@ import torch
 from llmkit.config import load_config
 from llmkit.data.prepare import prepare_data
 from llmkit.models import CausalLM
+from llmkit.models.from_config import gpt_config
 from llmkit.scaffold import create_project
-from llmkit.trainer.build import gpt_config
 from llmkit.trainer.optim import build_optimizer
 from llmkit.trainer.run import train
-from llmkit.trainer.sync import ensure_tokenizer
+from llmkit.vocab_sync import ensure_tokenizer
 
 
 class _Window(L.Callback):

@@ -7,7 +7,6 @@ so that `llmkit --help` answers at once.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,10 +91,9 @@ def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
 def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
     """Train the tokenizer on the project's data and sync model.vocab_size."""
     overrides = (f"tokenizer.vocab_size={vocab_size}",) if vocab_size is not None else ()
-    cfg = _config(ctx, overrides)
-    from llmkit.trainer.sync import train_project_tokenizer
+    from llmkit.commands import tokenizer as command
 
-    train_project_tokenizer(cfg, log=click.echo)
+    command.run(_config(ctx, overrides), echo=click.echo)
 
 
 @cli.command()
@@ -105,12 +103,9 @@ def tokenizer(ctx: click.Context, vocab_size: int | None) -> None:
 def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None:
     """Validate and encode the data into the cache; print a data report."""
     cfg = _config(ctx, overrides)
-    from llmkit.data.prepare import prepare_data
-    from llmkit.trainer.sync import ensure_tokenizer
+    from llmkit.commands import prepare as command
 
-    cfg, tok = ensure_tokenizer(cfg, log=click.echo)
-    prepared = prepare_data(cfg, tok, force=force, log=click.echo)
-    click.echo(prepared.report.format())
+    command.run(cfg, force=force, echo=click.echo)
 
 
 @cli.command()
@@ -119,9 +114,9 @@ def prepare(ctx: click.Context, force: bool, overrides: tuple[str, ...]) -> None
 def size(ctx: click.Context, overrides: tuple[str, ...]) -> None:
     """Data statistics and the size preset that fits them."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.sizing import size_command
+    from llmkit.commands import size as command
 
-    click.echo(size_command(cfg, log=click.echo))
+    command.run(cfg, echo=click.echo)
 
 
 @cli.command()
@@ -136,11 +131,9 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
         overrides = (*overrides, f"training.max_steps={max_steps}")
     root = _root(ctx)
     _config(ctx, overrides)  # config errors before the slow imports
-    from llmkit.trainer.run import train as run_training
+    from llmkit.commands import train as command
 
-    result = run_training(root, overrides=list(overrides), resume=resume, log=click.echo)
-    if summary := result.summary():  # empty on DDP ranks other than 0
-        click.echo(summary)
+    command.run(root, list(overrides), resume=resume, echo=click.echo)
 
 
 @cli.command(name="eval")
@@ -153,15 +146,9 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.evaluate import evaluate
+    from llmkit.commands import evaluate as command
 
-    metrics = evaluate(cfg, checkpoint)
-    if as_json:
-        click.echo(json.dumps(metrics, indent=2, sort_keys=True))
-    else:
-        for key, value in metrics.items():
-            click.echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else
-                       f"{key:>22}: {value}")
+    command.run(cfg, checkpoint, as_json=as_json, echo=click.echo)
 
 
 @cli.command()
@@ -179,11 +166,10 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
              overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.inference import generate_text
+    from llmkit.commands import generate as command
 
-    text = generate_text(cfg, prompt, checkpoint=checkpoint, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_k=top_k, seed=seed)
-    click.echo(text)
+    command.run(cfg, prompt, echo=click.echo, checkpoint=checkpoint,
+                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
 
 
 @cli.command()
@@ -201,10 +187,10 @@ def predict(ctx: click.Context, text: str | None, input_path: Path | None,
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.inference import predict_spans
+    from llmkit.commands import predict as command
 
-    predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                  echo=click.echo)
+    command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
+                echo=click.echo)
 
 
 @cli.command()
@@ -218,11 +204,10 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
           as_json: bool, overrides: tuple[str, ...]) -> None:
     """One forward/backward pass of the configured model on in-vocabulary ids."""
     cfg = _config(ctx, overrides)
-    from llmkit.trainer.smoke import run_smoke
+    from llmkit.commands import smoke as command
 
-    report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text,
-                       log=lambda m: click.echo(m, err=True))
-    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+    command.run(cfg, batch_size=batch_size, seq_len=seq_len, text=text, as_json=as_json,
+                echo=click.echo, log=lambda m: click.echo(m, err=True))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Data: find and read the files, encode them into a cache, serve them as batches.
 
-`prepare_data` / `stale_reason` (prepare.py) and the data report (report.py) need no
+`prepare_data` (prepare.py), `stale_reason` (cache.py) and the data report (report.py) need no
 torch, so `llmkit prepare` starts quickly; the datasets and the DataModule, which do, are
 imported on first use.
 """

@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmkit.config import Config
+from llmkit.data.cache import PreparedData, load_prepared
 from llmkit.data.lm import LMTrainWindows, LMValWindows
-from llmkit.data.prepare import PreparedData, load_prepared
 from llmkit.data.spans import SpanBatchStream, SpanDataset, SpanExample, collate_spans
 from llmkit.tokenizer import Tokenizer
 

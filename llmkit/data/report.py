@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llmkit.data.npy import NpyFile
 
 WINDOW = 32  # tokens per window of the overlap estimate
 MAX_TRAIN_WINDOWS = 1 << 21  # hashes kept from the training data (16 MiB of uint64)
@@ -147,38 +148,6 @@ class DataReport:
             lines.append(f"  {'skipped':<16} {total:,} lines: {kinds}")
         lines.extend(f"  warning: {w}" for w in self.warnings())
         return "\n".join(lines)
-
-
-class NpyFile:
-    """A 1-D .npy file read slice by slice with plain file reads.
-
-    Unlike a memmap, the pages read do not stay mapped into the process, so reading a
-    file of many GB leaves the resident memory where it was. Supports `len()` and
-    `[lo:hi]`, which is all the functions below use.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        with open(self.path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, _, self.dtype = read(fh)
-            self._offset = fh.tell()
-        if len(shape) != 1:
-            raise ValueError(f"{self.path} holds an array of shape {shape}, not a 1-D one")
-        self._n = shape[0]
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        lo, hi, step = index.indices(self._n)
-        if step != 1:
-            raise IndexError("NpyFile supports only contiguous slices")
-        with open(self.path, "rb") as fh:
-            fh.seek(self._offset + lo * self.dtype.itemsize)
-            return np.fromfile(fh, dtype=self.dtype, count=max(hi - lo, 0))
 
 
 def vocab_counts(ids: np.ndarray | NpyFile, vocab_size: int, chunk: int = CHUNK) -> np.ndarray:

@@ -59,7 +59,7 @@ def resolve_size(size: str, data_path: Path | None,
     if size == "auto":
         if data_path is None:
             return "tiny", {}
-        from llmkit.trainer.sizing import recommend_for_data  # imports torch: only here
+        from llmkit.sizing import recommend_for_data  # imports torch: only here
 
         kind = TASK_SETTINGS[task]["tokenizer"]["kind"]
         rec = recommend_for_data(data_path, kind=kind, task=task)

@@ -11,26 +11,13 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from llmkit.checkpoint import checkpoint_meta
 from llmkit.config import Config
-from llmkit.errors import VocabMismatchError
 from llmkit.models import GPTConfig, param_counts
+from llmkit.models.from_config import gpt_config
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.checkpoint import AtomicCheckpointIO, checkpoint_meta
+from llmkit.trainer.checkpoint_io import AtomicCheckpointIO
 from llmkit.trainer.task import TaskModule
-
-
-def gpt_config(cfg: Config, tok: Tokenizer) -> GPTConfig:
-    """The model shape, with the vocabulary size checked against the tokenizer."""
-    m = cfg.model
-    if m.vocab_size != tok.vocab_size:  # ensure_tokenizer syncs; this guards direct callers
-        raise VocabMismatchError(
-            f"model.vocab_size is {m.vocab_size} but {cfg.tokenizer.path} has "
-            f"{tok.vocab_size} tokens; run `llmkit tokenizer` (or `llmkit train`, which "
-            f"syncs it) so that the config matches the tokenizer")
-    return GPTConfig(vocab_size=tok.vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_embd=m.n_embd, block_size=m.block_size, dropout=m.dropout,
-                     bias=m.bias, causal=cfg.project.task == "lm",
-                     pad_vocab_multiple=m.pad_vocab_multiple)
 
 
 def build_module(cfg: Config, tok: Tokenizer) -> TaskModule:

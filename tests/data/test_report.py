@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from llmkit.data import prepare_data
-from llmkit.data.report import WINDOW, DataReport, NpyFile, vocab_counts, window_overlap
+from llmkit.data.npy import NpyFile
+from llmkit.data.report import WINDOW, DataReport, vocab_counts, window_overlap
 
 EOS = 2
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from llmkit.checkpoint import load_checkpoint
 from llmkit.cli import cli
 from llmkit.config import Config
 from llmkit.errors import CheckpointError
-from llmkit.trainer.checkpoint import load_checkpoint
 from llmkit.trainer.run import train
 
 WTE = "model.transformer.wte.weight"
@@ -135,7 +135,7 @@ def test_a_sound_checkpoint_still_loads(trained) -> None:
 
 def test_checkpoint_temp_names_are_unique(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two writers of the same checkpoint must never share a temporary file.
-    from llmkit.trainer.checkpoint import AtomicCheckpointIO
+    from llmkit.trainer.checkpoint_io import AtomicCheckpointIO
 
     seen: list[str] = []
     real_save = torch.save

@@ -13,13 +13,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
+from llmkit.checkpoint import load_checkpoint
 from llmkit.config import config_from_dict
 from llmkit.errors import LlmkitError
 from llmkit.models import GPTConfig
 from llmkit.trainer.build import build_trainer
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
 from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard, NonFiniteLossError
-from llmkit.trainer.checkpoint import load_checkpoint
 from llmkit.trainer.lm_module import LMModule
 
 V, T, N_LAYER = 32, 16, 3

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from conftest import RunEvents
 
+from llmkit.checkpoint import load_checkpoint
 from llmkit.config import Config
 from llmkit.errors import CheckpointError, VocabMismatchError
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.checkpoint import AtomicCheckpointIO, load_checkpoint
+from llmkit.trainer.checkpoint_io import AtomicCheckpointIO
 from llmkit.trainer.run import RunResult, train
 
 N = 4  # optimizer steps before the stop; the schedule runs to 2N

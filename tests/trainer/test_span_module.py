@@ -22,7 +22,7 @@ from llmkit.metrics.spans import score_spans
 from llmkit.tokenizer import BOS_ID, EOS_ID
 from llmkit.trainer.build import build_module
 from llmkit.trainer.callbacks.samples import SpanSamples
-from llmkit.trainer.sync import ensure_tokenizer
+from llmkit.vocab_sync import ensure_tokenizer
 
 HIGH, LOW = 10.0, -10.0
 

@@ -32,6 +32,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from llmkit.checkpoint import load_checkpoint
 from llmkit.errors import LlmkitError
 from llmkit.models import span_loss
 
@@ -269,8 +270,6 @@ class NonFiniteGuard(L.Callback):
             return ""
         # Verified before it is called good: a run resumed from a damaged file must not
         # send the user back to it.
-        from llmkit.trainer.checkpoint import load_checkpoint
-
         try:
             load_checkpoint(path)
         except LlmkitError as e:

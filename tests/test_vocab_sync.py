@@ -8,7 +8,7 @@ import pytest
 
 from llmkit.config import load_config
 from llmkit.scaffold import create_project
-from llmkit.trainer.sync import ensure_tokenizer, train_project_tokenizer
+from llmkit.vocab_sync import ensure_tokenizer, train_project_tokenizer
 
 TINY_CORPUS = "the cat sat on the mat.\n\nthe dog sat on the log.\n\nécoute 中文 🙂\n" * 20
 

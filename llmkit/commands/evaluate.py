@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.metrics.lm import bits_per_token
 from llmkit.trainer.build import resolve_precision
-from llmkit.trainer.inference import load_trained
+from llmkit.trainer.restore import load_trained
 
 
 def evaluate(cfg: Config, checkpoint: Path | None = None,
@@ -41,3 +43,14 @@ def evaluate(cfg: Config, checkpoint: Path | None = None,
                for k, v in metrics.items()}
     metrics["checkpoint"] = str(ckpt_path)
     return metrics
+
+
+def run(cfg: Config, checkpoint: Path | None, *, as_json: bool,
+        echo: Callable[[str], None]) -> None:
+    """Print the metrics of `checkpoint`, one per line or as JSON."""
+    metrics = evaluate(cfg, checkpoint)
+    if as_json:
+        echo(json.dumps(metrics, indent=2, sort_keys=True))
+        return
+    for key, value in metrics.items():
+        echo(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")

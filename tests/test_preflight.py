@@ -10,8 +10,8 @@ import pytest
 
 from llmkit.config import Config, config_from_dict
 from llmkit.models import CausalLM
-from llmkit.trainer.preflight import preflight_warnings
-from llmkit.trainer.sizing import preset_gpt
+from llmkit.preflight import preflight_warnings
+from llmkit.sizing import preset_gpt
 
 TINY_NON_EMB = 787_584  # 4 blocks of 12 * 128^2 + 2 * 128 LayerNorm weights, plus ln_f
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmkit.commands.smoke import SmokeReport, _random_batch, run_smoke
 from llmkit.config import Config, config_from_dict
 from llmkit.errors import LlmkitError
 from llmkit.tokenizer import Tokenizer, train_tokenizer
-from llmkit.trainer.smoke import SmokeReport, _random_batch, run_smoke
 
 KEYS = {"vocab_size", "params", "non_embedding_params", "ce", "ppl", "bits_per_token",
         "expected_ce", "init_ok", "per_token_losses", "seconds_per_step", "peak_memory_mb",

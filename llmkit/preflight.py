@@ -13,7 +13,7 @@ from typing import Any
 
 from llmkit.config import Config
 from llmkit.models import GPTConfig
-from llmkit.trainer.sizing import (
+from llmkit.sizing import (
     TARGET_TOKENS_PER_PARAM,
     USEFUL_EPOCHS,
     format_ratio,

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, what they record, finding them, and loading them safely.
+"""Checkpoints: what they record, finding them, and loading them safely (no Lightning here).
 
 Every checkpoint carries an `llmkit` entry with the model shape, the task and the
 tokenizer's hash and vocabulary size. Loading one next to a different tokenizer or model
@@ -9,7 +9,7 @@ zip archive whose members each carry a CRC-32 of their bytes, and every member i
 against it (torch itself does not); every floating-point tensor in it must be finite. A
 damaged file is an error naming the file and the damaged part, never weights that load
 silently and give other numbers. Lightning's own loads on `--resume` go through it too
-(`AtomicCheckpointIO.load_checkpoint`).
+(`trainer.checkpoint_io.AtomicCheckpointIO.load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,36 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from llmkit.config import Config
 from llmkit.errors import CheckpointError, VocabMismatchError
-from llmkit.fsutil import atomic_path
 from llmkit.models import GPTConfig
 from llmkit.tokenizer import Tokenizer
 
 LAST = "last.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint atomically; read each one through `load_checkpoint`.
-
-    A crash or Ctrl-C while saving leaves the previous checkpoint intact, never half a file
-    (a temporary file with a unique name, flushed, renamed into place: `fsutil`). Loading
-    verifies the archive and the tensors before Lightning restores anything.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                        storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None,
-                        weights_only: bool | None = None) -> dict[str, Any]:
-        # Always weights_only: a checkpoint may hold tensors and plain data, never code.
-        return load_checkpoint(Path(path))
 
 
 def checkpoint_meta(cfg: Config, gpt: GPTConfig, tok: Tokenizer) -> dict[str, Any]:
@@ -102,7 +79,12 @@ def run_versions(cfg: Config) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"version_\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(found, key=run_version)
+
+
+def run_version(run: Path) -> int:
+    """N of a run folder `version_N` (TensorBoardLogger's naming)."""
+    return int(run.name.removeprefix("version_"))
 
 
 def latest_run(cfg: Config) -> Path | None:

@@ -13,6 +13,7 @@ step: the weights are never changed.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -163,9 +164,9 @@ def run_smoke(cfg: Config, batch_size: int = 4, seq_len: int | None = None,
         LlmkitError: a bad batch size or sequence length, or an empty text.
         TokenIdError: an id outside the vocabulary (never clamped).
     """
+    from llmkit.sizing import model_params
     from llmkit.trainer.build import build_module, resolve_precision
-    from llmkit.trainer.sizing import model_params
-    from llmkit.trainer.sync import ensure_tokenizer
+    from llmkit.vocab_sync import ensure_tokenizer
 
     block = cfg.model.block_size
     task = cfg.project.task
@@ -341,3 +342,10 @@ def _max_rss_bytes() -> int:
         return 0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024  # Linux reports kilobytes
+
+
+def run(cfg: Config, *, batch_size: int, seq_len: int | None, text: str | None, as_json: bool,
+        echo: Callable[[str], None], log: Log) -> None:
+    """Run the smoke pass; the report goes to `echo`, tokenizer messages to `log`."""
+    report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text, log=log)
+    echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())

@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from llmkit import sizing
 from llmkit.config import PRESETS
 from llmkit.errors import DataError
 from llmkit.models import CausalLM, SpanModel
-from llmkit.trainer import sizing
-from llmkit.trainer.sizing import (
+from llmkit.sizing import (
     TARGET_TOKENS_PER_PARAM,
     auto_size_for_data,
     estimate_train_tokens,
     preset_gpt,
     recommend_preset,
     regularisation_for,
-    size_command,
     size_table,
 )
 
@@ -121,20 +120,3 @@ def test_auto_size_follows_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert auto_size_for_data(tmp_path / "train.txt") == "base"
     monkeypatch.setattr(sizing, "estimate_train_tokens", lambda path, kind: 100_000_000)
     assert auto_size_for_data(tmp_path / "train.txt") == "small"
-
-
-def test_size_command_reports_the_prepared_data(tiny_project) -> None:
-    cfg = tiny_project("lm", config={"model": {"size": "tiny", "n_layer": None, "n_head": None,
-                                               "n_embd": None, "block_size": None},
-                                     "training": {"max_steps": 100}})  # ~20 passes
-    messages: list[str] = []
-    out = size_command(cfg, log=messages.append)
-    meta = json.loads((cfg.path(cfg.data.cache_dir) / "meta.json").read_text())
-    report = meta["report"]
-    assert f"data: {report['tokens_train']:,} training tokens" in out
-    assert f"{report['vocab_used']:,} occur in the training data" in out
-    rows = [line for line in out.splitlines() if line[2:].split(" ")[0] in PRESETS]
-    assert [r[2:].split()[0] for r in rows] == ["tiny", "small", "base"]
-    assert rows[0].startswith("* tiny")  # the configured preset is marked
-    assert "recommended: model.size tiny" in out
-    assert "warning:" in out  # a few hundred tokens for a 0.8M-parameter trunk

@@ -1,0 +1,13 @@
+"""`llmkit tokenizer`: train the project's tokenizer and sync `model.vocab_size`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llmkit.config import Config
+from llmkit.vocab_sync import train_project_tokenizer
+
+
+def run(cfg: Config, echo: Callable[[str], None]) -> None:
+    """Train the tokenizer on the training data; the config then holds its real size."""
+    train_project_tokenizer(cfg, log=echo)

@@ -1,0 +1,186 @@
+"""The prepared-data cache: its files, its `meta.json`, and whether it is still fresh.
+
+The cache (`data.cache_dir`) holds, for task lm, `train.npy` / `val.npy` (flat token ids,
+documents joined with EOS) and for task span `train.jsonl` / `val.jsonl` (one encoded
+example a line, see `llmkit.data.spans`), plus `skipped.jsonl` (every line that was
+skipped, with file:line and reason) and `meta.json`.
+
+`meta.json` records what the cache was made from: the tokenizer hash and size, every
+source file with its size, mtime and sha256, and the config keys that shape the cache.
+`stale_reason` compares these with the project as it is now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmkit.config import Config
+from llmkit.data.report import DataReport
+from llmkit.data.sources import SourceFile, display_name, resolve_sources
+from llmkit.errors import DataError, VocabMismatchError
+from llmkit.tokenizer import Tokenizer
+
+CACHE_VERSION = 1  # bump when the cache layout changes: old caches then count as stale
+META = "meta.json"
+SKIPPED = "skipped.jsonl"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A prepared cache: where its files are and what meta.json says about them."""
+
+    cache_dir: Path
+    task: str
+    train: Path  # train.npy (lm) or train.jsonl (span)
+    val: Path
+    meta: dict[str, Any]
+    rebuilt: bool = False  # True when this call encoded the data, False when it reused it
+
+    @classmethod
+    def from_meta(cls, folder: Path, meta: dict[str, Any], rebuilt: bool) -> PreparedData:
+        """The cache in `folder` described by `meta`."""
+        train, val = file_names(meta["task"])
+        return cls(cache_dir=folder, task=meta["task"], train=folder / train,
+                   val=folder / val, meta=meta, rebuilt=rebuilt)
+
+    @property
+    def report(self) -> DataReport:
+        """The data report saved with the cache."""
+        return DataReport.from_dict(self.meta["report"])
+
+
+def cache_dir(cfg: Config) -> Path:
+    """The project's cache folder (`data.cache_dir`, resolved)."""
+    return cfg.path(cfg.data.cache_dir)
+
+
+def cache_keys(cfg: Config) -> dict[str, Any]:
+    """The config values that shape the cache; changing one makes the cache stale."""
+    keys: dict[str, Any] = {
+        "project.task": cfg.project.task,
+        "project.seed": cfg.project.seed,  # keys the val split hash
+        "data.format": cfg.data.format,
+        "data.text_field": cfg.data.text_field,
+        # Only used when val is split off train: with data.val it changes nothing.
+        "data.val_fraction": None if cfg.data.val else cfg.data.val_fraction,
+    }
+    if cfg.project.task == "span":
+        keys["model.block_size"] = cfg.model.block_size  # longer examples are skipped
+    return keys
+
+
+def source_roles(cfg: Config) -> list[tuple[SourceFile, str]]:
+    """Each source file with its role: "train", "val", or "split" (val split off by hash)."""
+    train, val = resolve_sources(cfg)
+    if val:
+        return [(f, "train") for f in train] + [(f, "val") for f in val]
+    return [(f, "split") for f in train]
+
+
+def source_records(files: list[tuple[SourceFile, str]]) -> list[dict[str, Any]]:
+    """What meta.json remembers of each source file, to tell later whether it changed."""
+    return [{"name": f.name, "role": role, "size": f.size,
+             "mtime_ns": f.path.stat().st_mtime_ns, "sha256": _sha256(f.path)}
+            for f, role in files]
+
+
+def file_names(task: str) -> tuple[str, str]:
+    """The train and val file names of a task's cache."""
+    return ("train.npy", "val.npy") if task == "lm" else ("train.jsonl", "val.jsonl")
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    """The cache's meta.json, or None when it is missing or unreadable."""
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stale_reason(cfg: Config, tok: Tokenizer) -> str | None:
+    """Why the cache must be rebuilt, in words; None when it is fresh.
+
+    Sources are compared by size and mtime first; only a file whose mtime changed is
+    hashed again (a `touch` alone does not make the cache stale).
+
+    Raises:
+        DataError: a data path or glob matches no file (there is nothing to compare with).
+    """
+    folder = cache_dir(cfg)
+    meta = read_meta(folder)
+    if meta is None:
+        return "no cache yet"
+    if meta.get("version") != CACHE_VERSION:
+        return f"the cache format changed (version {meta.get('version')} -> {CACHE_VERSION})"
+    old_tok = meta.get("tokenizer", {})
+    if old_tok.get("hash") != tok.hash:
+        return (f"tokenizer changed (hash {str(old_tok.get('hash'))[:12]} -> "
+                f"{tok.hash[:12]})")
+    old_keys = meta.get("config", {})
+    for key, value in cache_keys(cfg).items():
+        if key not in old_keys or old_keys[key] != value:
+            return f"{key} changed {old_keys.get(key)} -> {value}"
+    for name in file_names(cfg.project.task):
+        if not (folder / name).is_file():
+            return f"{display_name(cfg, folder / name)} is missing"
+    return _sources_changed(meta.get("sources", []), source_roles(cfg))
+
+
+def _sources_changed(old: list[dict[str, Any]], now: list[tuple[SourceFile, str]]
+                     ) -> str | None:
+    before = {s["name"]: s for s in old}
+    for f, role in now:
+        s = before.pop(f.name, None)
+        if s is None:
+            return f"{f.name} is new"
+        if s.get("role") != role:
+            return f"{f.name} changed role ({s.get('role')} -> {role})"
+        if s.get("size") != f.size:
+            return f"{f.name} changed (size {s.get('size')} -> {f.size} bytes)"
+        if s.get("mtime_ns") != f.path.stat().st_mtime_ns and s.get("sha256") != _sha256(f.path):
+            return f"{f.name} changed (same size, different content)"
+    if before:
+        return f"{next(iter(before))} is no longer in the data"
+    return None
+
+
+def load_prepared(cfg: Config, tok: Tokenizer) -> PreparedData:
+    """Open an existing cache for training, checking that it fits the tokenizer.
+
+    Raises:
+        DataError: there is no cache (run `llmkit prepare`), or it was made for another task.
+        VocabMismatchError: the cache was encoded with a different tokenizer.
+    """
+    folder = cache_dir(cfg)
+    meta = read_meta(folder)
+    where = display_name(cfg, folder)
+    if meta is None or meta.get("version") != CACHE_VERSION:
+        raise DataError(f"no prepared data in {where}; run `llmkit prepare`")
+    if meta.get("task") != cfg.project.task:
+        raise DataError(f"the data in {where} was prepared for task {meta.get('task')!r}, the "
+                        f"project's task is {cfg.project.task!r}; run `llmkit prepare`")
+    t = meta["tokenizer"]
+    if t["vocab_size"] != tok.vocab_size or t["hash"] != tok.hash:
+        raise VocabMismatchError(
+            f"the data in {where} was encoded with a tokenizer of {t['vocab_size']} tokens "
+            f"(hash {t['hash'][:12]}), the current tokenizer {tok.path} has {tok.vocab_size} "
+            f"tokens (hash {tok.hash[:12]}); run `llmkit prepare` to encode the data again"
+        )
+    prepared = PreparedData.from_meta(folder, meta, rebuilt=False)
+    for path in (prepared.train, prepared.val):
+        if not path.is_file():
+            raise DataError(f"{display_name(cfg, path)} is missing; run `llmkit prepare`")
+    return prepared

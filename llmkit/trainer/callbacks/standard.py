@@ -1,0 +1,55 @@
+"""The callbacks every training run has, in the order they must run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+
+from llmkit.config import Config
+from llmkit.models import GPTConfig
+from llmkit.tokenizer import Tokenizer
+from llmkit.trainer.build import flops_per_token
+from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
+from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
+from llmkit.trainer.callbacks.overfit import OverfitMonitor
+from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
+from llmkit.trainer.callbacks.throughput import Throughput
+
+
+@dataclass(frozen=True)
+class RunCallbacks:
+    """The callback list, and the two the run asks questions of when it ends."""
+
+    all: list[L.Callback]
+    last: LastCheckpoint  # what it saved, when interrupted
+    overfit: OverfitMonitor  # its summary closes the run
+
+
+def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Path,
+                       log: Callable[[str], None]) -> RunCallbacks:
+    """The run's callbacks; the NaN guard first, so a bad step is never applied nor saved."""
+    t = cfg.training
+    last = LastCheckpoint(run_dir / "checkpoints", t.checkpoint_every_steps)
+    overfit = OverfitMonitor(ratio_threshold=t.overfit_ratio, patience=t.overfit_patience,
+                             ppl_floor=1.5 if cfg.project.task == "lm" else None,
+                             stop_on_overfit=t.stop_on_overfit, log=log)
+    callbacks: list[L.Callback] = [
+        NonFiniteGuard(last.path),
+        last,
+        Throughput(cfg.logging.log_every_steps, flops_per_token(gpt)),
+        _samples(cfg, tok),
+        HealthMonitor(cfg.logging.health_every_steps, log=log),
+        overfit,
+    ]
+    return RunCallbacks(all=callbacks, last=last, overfit=overfit)
+
+
+def _samples(cfg: Config, tok: Tokenizer) -> L.Callback:
+    n = cfg.logging.num_samples
+    if cfg.project.task == "span":
+        return SpanSamples(n, cfg.logging.sample_every_steps)
+    return LMSamples(n, tok.decode, cfg.logging.sample_every_steps, max_new_tokens=48,
+                     seed=cfg.project.seed)
