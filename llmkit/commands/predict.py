@@ -48,6 +48,9 @@ def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | No
     if cfg.project.task != "span":
         raise LlmkitError("`llmkit predict` needs a span project (project.task: span); use "
                           "`llmkit generate` for language models")
+    if output is not None and not output.parent.is_dir():  # say so before the slow part
+        raise LlmkitError(f"--output {output}: the folder {output.parent} does not exist; "
+                          f"create it first, or write the file somewhere that exists")
     cfg, tok, module, _ = load_trained(cfg, checkpoint)
     items = [(text, "--text")] if text is not None else list(_read_texts(input_path))
     results = [predict_one(module, tok, cfg, t, src) for t, src in items]

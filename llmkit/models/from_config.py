@@ -6,8 +6,10 @@ trainer (so that loading a model for inference needs no Lightning).
 
 from __future__ import annotations
 
+import os
+
 from llmkit.config import Config
-from llmkit.errors import VocabMismatchError
+from llmkit.errors import ConfigError, VocabMismatchError
 from llmkit.models.gpt import GPTConfig
 from llmkit.tokenizer import Tokenizer
 
@@ -20,7 +22,32 @@ def gpt_config(cfg: Config, tok: Tokenizer) -> GPTConfig:
             f"model.vocab_size is {m.vocab_size} but {cfg.tokenizer.path} has "
             f"{tok.vocab_size} tokens; run `llmkit tokenizer` (or `llmkit train`, which "
             f"syncs it) so that the config matches the tokenizer")
+    _check_fits_in_memory(cfg, tok.vocab_size)
     return GPTConfig(vocab_size=tok.vocab_size, n_layer=m.n_layer, n_head=m.n_head,
                      n_embd=m.n_embd, block_size=m.block_size, dropout=m.dropout,
                      bias=m.bias, causal=cfg.project.task == "lm",
                      pad_vocab_multiple=m.pad_vocab_multiple)
+
+
+def _check_fits_in_memory(cfg: Config, vocab_size: int) -> None:
+    """Refuse a shape whose float32 weights alone exceed this machine's memory.
+
+    Building it would fail inside torch with an allocation traceback (or overflow), after
+    a long wait; the estimate is plain integer arithmetic (embeddings, and per block the
+    attention and MLP matrices: 12 n_embd^2), so it costs nothing for any shape.
+    """
+    m = cfg.model
+    rows = -(-vocab_size // m.pad_vocab_multiple) * m.pad_vocab_multiple
+    params = (rows + m.block_size) * m.n_embd + m.n_layer * 12 * m.n_embd**2
+    need = 4 * params
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: build and see
+        return
+    if need > have:
+        raise ConfigError([
+            f"model: n_layer={m.n_layer}, n_embd={m.n_embd}, block_size={m.block_size} and "
+            f"{vocab_size} tokens make about {params:.3g} parameters, {need / 2**30:.3g} GiB "
+            f"of float32 weights alone, more than this machine's {have / 2**30:.3g} GiB; "
+            f"lower model.n_embd or model.n_layer (or use model.size: tiny/small/base)"],
+            str(cfg.file))
