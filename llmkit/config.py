@@ -443,21 +443,25 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
          f"{name_problem}); it names the run folder <logging.dir>/<project.name>")
     for key in ("n_layer", "n_head", "n_embd", "block_size"):
         v = getattr(m, key)
-        need(1 <= v <= MAX_DIM, f"model.{key}", v, f"an integer in [1, {MAX_DIM}]")
+        need(v >= 1, f"model.{key}", v, "an integer >= 1")
+        need(v <= MAX_DIM, f"model.{key}", v, f"an integer <= {MAX_DIM}")
     if m.n_head >= 1 and m.n_embd >= 1 and m.n_embd % m.n_head:
         problems.append(f"model.n_embd: found {m.n_embd}, not divisible by model.n_head="
                         f"{m.n_head}; allowed: a multiple of n_head (e.g. "
                         f"{max(m.n_head, m.n_embd // m.n_head * m.n_head)})")
     need(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "a number in [0, 1)")
     need(m.vocab_size is None or 4 <= m.vocab_size <= MAX_DIM, "model.vocab_size",
-         m.vocab_size, f"null (set by `llmkit tokenizer`) or an integer in [4, {MAX_DIM}]")
+         m.vocab_size, f"null (set by `llmkit tokenizer`) or an integer >= 4 and <= {MAX_DIM}")
     need(tk.vocab_size <= MAX_DIM, "tokenizer.vocab_size", tk.vocab_size,
          f"an integer <= {MAX_DIM}")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
          "an integer >= 1 (1 = no padding, 64 for GPUs)")
-    # Byte-level BPE starts from 256 byte tokens plus the 3 specials.
-    need(tk.kind != "bpe" or tk.vocab_size >= 259, "tokenizer.vocab_size", tk.vocab_size,
-         "an integer >= 259 for kind bpe (256 bytes + 3 specials), or use kind char")
+    # Imported here: the tokenizer package reads data files, and data reads the config.
+    from llmkit.tokenizer.core import MIN_BPE_VOCAB
+
+    need(tk.kind != "bpe" or tk.vocab_size >= MIN_BPE_VOCAB, "tokenizer.vocab_size",
+         tk.vocab_size, f"an integer >= {MIN_BPE_VOCAB} for kind bpe (256 bytes + 3 "
+         f"specials), or use kind char")
     need(tk.min_frequency >= 1, "tokenizer.min_frequency", tk.min_frequency, "an integer >= 1")
     specials = [tk.pad, tk.bos, tk.eos]
     need(len(set(specials)) == 3 and all(specials), "tokenizer.bos/eos/pad", specials,
@@ -467,7 +471,8 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     for key in ("batch_size", "grad_accum", "max_steps", "val_every_steps", "val_batches",
                 "checkpoint_every_steps", "num_nodes", "overfit_patience"):
         v = getattr(t, key)
-        need(1 <= v <= MAX_COUNT, f"training.{key}", v, f"an integer in [1, {MAX_COUNT}]")
+        need(v >= 1, f"training.{key}", v, "an integer >= 1")
+        need(v <= MAX_COUNT, f"training.{key}", v, f"an integer <= {MAX_COUNT}")
     need(t.lr > 0, "training.lr", t.lr, "a number > 0")
     need(0.0 <= t.min_lr_ratio <= 1.0, "training.min_lr_ratio", t.min_lr_ratio, "[0, 1]")
     need(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "an integer >= 0")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.metrics.lm import bits_per_token
@@ -46,7 +46,7 @@ def evaluate(cfg: Config, checkpoint: Path | None = None,
 
 
 def run(cfg: Config, checkpoint: Path | None, *, as_json: bool,
-        echo: Callable[[str], None]) -> None:
+        echo: Log) -> None:
     """Print the metrics of `checkpoint`, one per line or as JSON."""
     metrics = evaluate(cfg, checkpoint)
     if as_json:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.tokenizer import EOS_ID, check_token_ids
 from llmkit.trainer.restore import load_trained
@@ -36,6 +36,6 @@ def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
     return prompt + tok.decode(new)
 
 
-def run(cfg: Config, prompt: str, *, echo: Callable[[str], None], **options: Any) -> None:
+def run(cfg: Config, prompt: str, *, echo: Log, **options: Any) -> None:
     """Print the prompt and its sampled continuation."""
     echo(generate_text(cfg, prompt, **options))

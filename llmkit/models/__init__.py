@@ -8,6 +8,7 @@ from llmkit.models.gpt import (
     GPTConfig,
     TrunkOutput,
     configure_optimizer_groups,
+    count_parameters,
     param_counts,
 )
 from llmkit.models.span import SpanModel, decode_spans, span_loss
@@ -19,6 +20,7 @@ __all__ = [
     "SpanModel",
     "TrunkOutput",
     "configure_optimizer_groups",
+    "count_parameters",
     "decode_spans",
     "param_counts",
     "span_loss",

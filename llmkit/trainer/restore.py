@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from llmkit.checkpoint import check_compatible, find_checkpoint, load_checkpoint
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import CheckpointError, LlmkitError
 from llmkit.models.from_config import gpt_config
 from llmkit.tokenizer import Tokenizer
@@ -16,7 +16,7 @@ from llmkit.vocab_sync import sync_vocab
 
 
 def load_trained(cfg: Config, checkpoint: Path | None = None,
-                 log: Callable[[str], None] = print) -> tuple[Config, Tokenizer, TaskModule, Path]:
+                 log: Log = print) -> tuple[Config, Tokenizer, TaskModule, Path]:
     """The project's tokenizer and a module with the checkpoint's weights, in eval mode.
 
     The checkpoint must have been trained with this tokenizer and model shape (checked

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import load_config
+from llmkit.console import Log, quiet
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.models.from_config import gpt_config
@@ -25,7 +25,7 @@ __all__ = ["RunResult", "TrainingInterrupted", "train"]
 
 
 def train(root: Path, overrides: list[str] | None = None, *, resume: bool = False,
-          stop_at: int | None = None, log: Callable[[str], None] = print,
+          stop_at: int | None = None, log: Log = print,
           progress: bool = True, extra_callbacks: list[L.Callback] | None = None) -> RunResult:
     """Train the project at `root`.
 
@@ -38,7 +38,7 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         extra_callbacks: more Lightning callbacks (benchmarks, experiments).
     """
     if rank_zero_only.rank != 0:
-        log = _quiet  # DDP starts this command again for each other rank: rank 0 reports
+        log = quiet  # DDP starts this command again for each other rank: rank 0 reports
     cfg = load_config(root, overrides or [])
     resume_run = run_to_resume(cfg) if resume else None  # fail before the slow steps
     # One training per project at a time; other DDP ranks are rank 0's own processes.
@@ -81,6 +81,3 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         return RunResult.from_trainer(trainer, run_dir, callbacks.last,
                                       [callbacks.overfit.summary()])
 
-
-def _quiet(_: str) -> None:
-    pass

@@ -27,6 +27,12 @@ class TaskModule(L.LightningModule):
         self.meta = meta
         self._rng_before_batch: dict[str, Any] | None = None
 
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The task's loss of one training batch, as training computes it (label smoothing
+        included). The one "batch -> loss" of the task: the training step, the NaN guard's
+        re-run and `llmkit smoke` all call it."""
+        raise NotImplementedError
+
     def configure_optimizers(self):
         fused = self.device.type == "cuda"
         optimizer, scheduler = build_optimizer(self.model, self.cfg.training, fused=fused)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.models import GPTConfig
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.build import flops_per_token
@@ -29,13 +29,14 @@ class RunCallbacks:
 
 
 def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Path,
-                       log: Callable[[str], None]) -> RunCallbacks:
+                       log: Log) -> RunCallbacks:
     """The run's callbacks; the NaN guard first, so a bad step is never applied nor saved."""
-    t = cfg.training
-    last = LastCheckpoint(run_dir / "checkpoints", t.checkpoint_every_steps)
-    overfit = OverfitMonitor(ratio_threshold=t.overfit_ratio, patience=t.overfit_patience,
+    training = cfg.training
+    last = LastCheckpoint(run_dir / "checkpoints", training.checkpoint_every_steps)
+    overfit = OverfitMonitor(ratio_threshold=training.overfit_ratio,
+                             patience=training.overfit_patience,
                              ppl_floor=1.5 if cfg.project.task == "lm" else None,
-                             stop_on_overfit=t.stop_on_overfit, log=log)
+                             stop_on_overfit=training.stop_on_overfit, log=log)
     callbacks: list[L.Callback] = [
         NonFiniteGuard(last.path),
         last,
