@@ -13,12 +13,13 @@ from llmkit.config import load_config
 from llmkit.console import Log, quiet
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
+from llmkit.lock import run_lock
 from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
 from llmkit.trainer.build import build_module, build_trainer
 from llmkit.trainer.callbacks.standard import standard_callbacks
 from llmkit.trainer.result import RunResult, TrainingInterrupted
-from llmkit.trainer.run_folder import resume_point, run_lock, run_to_resume, save_run_config
+from llmkit.trainer.run_folder import resume_point, run_to_resume, save_run_config
 from llmkit.vocab_sync import ensure_tokenizer
 
 __all__ = ["RunResult", "TrainingInterrupted", "train"]

@@ -55,7 +55,7 @@ def test_a_second_train_is_refused_naming_the_first_ones_pid(
         assert second.returncode == 1, second.stdout + second.stderr
         assert "Traceback" not in second.stderr
         [line] = second.stderr.strip().splitlines()
-        assert f"another `llmkit train` (pid {first.pid}) is already training" in line, line
+        assert f"another llmkit command (pid {first.pid}) is already working" in line, line
         assert first.poll() is None  # the first one was not disturbed
     finally:
         first.send_signal(signal.SIGTERM)
@@ -75,7 +75,7 @@ def first_steps(cfg: Config) -> int:
 
 
 def test_the_lock_is_held_only_while_training(tiny_project: Callable[..., Config]) -> None:
-    from llmkit.trainer.run_folder import run_lock
+    from llmkit.lock import run_lock
 
     cfg = tiny_project()
     with run_lock(cfg):
