@@ -35,6 +35,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/prepare.py
+	$(BIN)/python benchmarks/lens_monitor.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

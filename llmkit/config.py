@@ -120,6 +120,8 @@ class LoggingConfig:
     sample_every_steps: int = 200  # text samples (generations or highlighted spans)
     health_every_steps: int = 100  # per-layer activation RMS and gradient norms
     num_samples: int = 4  # samples per logging
+    lens_windows: int = 8  # validation windows the per-layer lens reads (LM); 0 turns it off
+    lens_every_steps: int = 0  # per-layer lens every N steps; 0: at every validation
 
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed")
@@ -490,3 +492,7 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     for key in ("log_every_steps", "sample_every_steps", "health_every_steps", "num_samples"):
         v = getattr(lg, key)
         need(v >= 1, f"logging.{key}", v, "an integer >= 1")
+    need(lg.lens_windows >= 0, "logging.lens_windows", lg.lens_windows,
+         "an integer >= 0 (0 turns the per-layer lens off)")
+    need(lg.lens_every_steps >= 0, "logging.lens_every_steps", lg.lens_every_steps,
+         "an integer >= 0 (0: after every validation)")

@@ -61,5 +61,6 @@ class RunResult:
             lines.append(f"best val/loss {self.best_val_loss:.4f}: {self.best_checkpoint}")
         lines.append(f"last checkpoint: {self.last_checkpoint}")
         lines.append(f"TensorBoard logs: {self.run_dir}")
-        lines.append(f"open them with: tensorboard --logdir {self.run_dir.parent}")
+        lines.append(f"open them with: tensorboard --logdir {self.run_dir.parent} (the "
+                     f"CUSTOM SCALARS tab has the overview, HPARAMS compares runs)")
         return "\n".join(lines)

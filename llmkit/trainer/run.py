@@ -6,7 +6,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import load_config
@@ -18,6 +17,7 @@ from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
 from llmkit.trainer.build import build_module, build_trainer
 from llmkit.trainer.callbacks.standard import standard_callbacks
+from llmkit.trainer.callbacks.tensorboard import RunLogger
 from llmkit.trainer.result import RunResult, TrainingInterrupted
 from llmkit.trainer.run_folder import resume_point, run_to_resume, save_run_config
 from llmkit.vocab_sync import ensure_tokenizer
@@ -58,9 +58,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         for warning in preflight_warnings(cfg, module.model.config, prepared.meta["report"]):
             log(warning)  # too little data for the model, unused vocabulary, val text in train
 
-        logger = TensorBoardLogger(save_dir=str(cfg.path(cfg.logging.dir)),
-                                   name=cfg.project.name, version=version,
-                                   default_hp_metric=False)
+        logger = RunLogger(save_dir=str(cfg.path(cfg.logging.dir)), name=cfg.project.name,
+                           version=version, default_hp_metric=False)
         run_dir = Path(logger.log_dir)
         callbacks = standard_callbacks(cfg, tok, module.model.config, run_dir, log)
         trainer = build_trainer(cfg, logger, [*callbacks.all, *(extra_callbacks or [])],

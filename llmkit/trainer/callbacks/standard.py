@@ -10,12 +10,15 @@ import lightning as L
 from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.models import GPTConfig
+from llmkit.sizing import model_params
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.build import flops_per_token
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
 from llmkit.trainer.callbacks.health import HealthMonitor, NonFiniteGuard
+from llmkit.trainer.callbacks.lens import LensMonitor
 from llmkit.trainer.callbacks.overfit import OverfitMonitor
 from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
+from llmkit.trainer.callbacks.tensorboard import TensorBoardLayout
 from llmkit.trainer.callbacks.throughput import Throughput
 
 
@@ -44,6 +47,8 @@ def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Pat
         _samples(cfg, tok),
         HealthMonitor(cfg.logging.health_every_steps, log=log),
         overfit,
+        TensorBoardLayout(cfg, model_params(gpt, cfg.project.task)[0]),
+        *_lens(cfg),
     ]
     return RunCallbacks(all=callbacks, last=last, overfit=overfit)
 
@@ -54,3 +59,13 @@ def _samples(cfg: Config, tok: Tokenizer) -> L.Callback:
         return SpanSamples(n, cfg.logging.sample_every_steps)
     return LMSamples(n, tok.decode, cfg.logging.sample_every_steps, max_new_tokens=48,
                      seed=cfg.project.seed)
+
+
+def _lens(cfg: Config) -> list[L.Callback]:
+    """The per-layer lens of LM runs (off with logging.lens_windows: 0; not under FSDP,
+    whose sharded weights cannot run one layer outside the wrapped forward)."""
+    logging = cfg.logging
+    if (cfg.project.task != "lm" or logging.lens_windows == 0
+            or cfg.training.strategy == "fsdp"):
+        return []
+    return [LensMonitor(logging.lens_windows, logging.lens_every_steps)]

@@ -1,0 +1,1 @@
+"""Tests of llmkit/inspect (a folder named `inspect` would shadow the standard library)."""
