@@ -136,19 +136,25 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
     command.run(root, list(overrides), resume=resume, echo=click.echo)
 
 
+_device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                       show_default=True,
+                       help="Where the model runs; auto: the GPU when there is one.")
+
+
 @cli.command(name="eval")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint to evaluate (default: the best of the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_device
 @_override
 @click.pass_context
-def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
+def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool, device: str,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import evaluate as command
 
-    command.run(cfg, checkpoint, as_json=as_json, echo=click.echo)
+    command.run(cfg, checkpoint, as_json=as_json, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -159,17 +165,19 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 @click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
 @click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_device
 @_override
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int | None, checkpoint: Path | None,
+             top_k: int | None, seed: int | None, checkpoint: Path | None, device: str,
              overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import generate as command
 
     command.run(cfg, prompt, echo=click.echo, checkpoint=checkpoint,
-                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                device=device)
 
 
 @cli.command()
@@ -179,10 +187,14 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts per forward pass (--input).")
+@_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]) -> None:
+            output: Path | None, checkpoint: Path | None, batch_size: int, device: str,
+            overrides: tuple[str, ...]) -> None:
     """Predict spans with a span-prediction checkpoint."""
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
@@ -190,7 +202,7 @@ def predict(ctx: click.Context, text: str | None, input_path: Path | None,
     from llmkit.commands import predict as command
 
     command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                echo=click.echo)
+                batch_size=batch_size, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -211,6 +223,26 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
 
 
 @cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint to export (default: the best of the latest run).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: export/ in the project).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
+@click.option("--verify", is_flag=True,
+              help="Load the export back (with transformers for LMs) and compare logits.")
+@_override
+@click.pass_context
+def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force: bool,
+           verify: bool, overrides: tuple[str, ...]) -> None:
+    """Write a folder that transformers loads: config, safetensors, tokenizer, model card."""
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import export as command
+
+    command.run(cfg, checkpoint=checkpoint, out=out, force=force, verify=verify,
+                echo=click.echo)
+
+
+@cli.command()
 @click.option("--prompt", required=True, help="Text whose next token the lens follows.")
 @click.option("--target", default=None,
               help="The expected next token (LM), or the gold answer text (span).")
@@ -222,10 +254,13 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
               show_default=True, help="Report the last position or every position.")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Tokens per cell.")
 @click.option("--lens", "lens_kind", type=click.Choice(["logit", "tuned", "both"]),
-              default="logit", show_default=True)
+              default="logit", show_default=True,
+              help="logit: each layer through ln_f and the unembedding; tuned: with the "
+                   "trained per-layer translators.")
 @click.option("--train-tuned", is_flag=True,
               help="Train the tuned-lens translators now (saved beside the checkpoint).")
-@click.option("--tuned-steps", type=int, default=300, show_default=True)
+@click.option("--tuned-steps", type=int, default=300, show_default=True,
+              help="Training steps of the tuned lens (with --train-tuned).")
 @click.option("--copy-prob", type=float, default=0.5, show_default=True,
               help="Copy-collapse: least probability of the copied prompt token.")
 @click.option("--copy-margin", type=float, default=0.2, show_default=True,
@@ -242,7 +277,10 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
 @_override
 @click.pass_context
 def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
-    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms."""
+    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms.
+
+    Span checkpoints get the per-layer span view. See docs/lens.md.
+    """
     cfg = _config(ctx, overrides)
     from llmkit.commands import lens as command
 

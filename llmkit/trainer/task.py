@@ -57,6 +57,8 @@ class TaskModule(L.LightningModule):
             if redo == "batch" and self._rng_before_batch is not None:
                 rng = self._rng_before_batch
         checkpoint["llmkit"]["rng"] = rng
+        # processes that each trained on their own batches (tokens seen, in export's card)
+        checkpoint["llmkit"]["world_size"] = self.trainer.world_size
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("llmkit", {}).get("rng")
