@@ -6,9 +6,8 @@ A span model trained from random weights on a few thousand examples learns littl
 the words and how they go together. The two-step workflow (docs/training.md):
 
     llmkit new mylm --data corpus/ && cd mylm && llmkit train     # step 1: an LM
-    # step 2, in the span project's llmkit.yaml:
-    #   tokenizer.path: ../mylm/tokenizer/tokenizer.json   (the same tokenizer)
-    #   model.init_from: ../mylm                           (or a .ckpt file)
+    # step 2: copy mylm/tokenizer/ into the span project (the same tokenizer), and in
+    # its llmkit.yaml set model.init_from: ../mylm (or a .ckpt file)
 
 The LM's trunk weights (embeddings, blocks, final norm) are copied into the span model;
 its head is not (the span head starts fresh). Attention becomes bidirectional simply
@@ -91,8 +90,8 @@ def _check_tokenizer(meta: dict[str, Any], tok: Tokenizer, path: Path, cfg: Conf
             f"model.init_from: {path} was trained with a tokenizer of hash {theirs[:12]} "
             f"({meta.get('vocab_size')} tokens, {meta.get('tokenizer_path')}), this project's "
             f"{cfg.tokenizer.path} has hash {tok.hash[:12]} ({tok.vocab_size} tokens); the "
-            f"token ids would mean different things: set tokenizer.path to the LM project's "
-            f"tokenizer file (and delete the span data cache)")
+            f"token ids would mean different things: copy the LM project's tokenizer/ files "
+            f"into this project (the data cache is then rebuilt)")
 
 
 def _check_shape(meta: dict[str, Any], ours: dict[str, Any], path: Path) -> None:

@@ -4,6 +4,8 @@ refused with both sides named."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -29,13 +31,19 @@ def lm_project(tiny_project):
     return load_config(cfg.root)
 
 
-def _span(tiny_project, make_span_lines, **config):
-    base = {"model": {"init_from": "../lm"},
-            "tokenizer": {"path": "../lm/tokenizer/tokenizer.json"}}
+def _span(tiny_project, make_span_lines, *, copy_tokenizer: bool = True, **config):
+    """A span project next to the LM; the LM's tokenizer copied in (the same bytes, so the
+    same hash), as docs/training.md says."""
+    base = {"model": {"init_from": "../lm"}}
     for section, values in config.items():
         base.setdefault(section, {}).update(values)
-    return tiny_project("span", name="spans", files={"data/train.jsonl": make_span_lines()},
-                        config=base)
+    cfg = tiny_project("span", name="spans", files={"data/train.jsonl": make_span_lines()},
+                       config=base)
+    if copy_tokenizer:
+        (cfg.root / "tokenizer").mkdir(exist_ok=True)
+        for f in (cfg.root.parent / "lm" / "tokenizer").iterdir():
+            shutil.copyfile(f, cfg.root / "tokenizer" / f.name)
+    return cfg
 
 
 def test_trunk_weights_equal_the_lms_after_loading(lm_project, tiny_project, make_span_lines):
@@ -66,8 +74,7 @@ def test_training_a_span_model_starts_from_the_lm(lm_project, tiny_project, make
 
 def test_another_tokenizer_is_refused_naming_both_hashes(lm_project, tiny_project,
                                                           make_span_lines, project_tokenizer):
-    cfg = _span(tiny_project, make_span_lines,
-                tokenizer={"path": "tokenizer/tokenizer.json"})
+    cfg = _span(tiny_project, make_span_lines, copy_tokenizer=False)
     (cfg.root / "data" / "more.jsonl").write_text('{"text": "zzz qqq", "span": null}\n')
     own = project_tokenizer(cfg)  # trained on other text: another file, another hash
     cfg, tok = ensure_tokenizer(cfg, log=quiet)
@@ -77,7 +84,7 @@ def test_another_tokenizer_is_refused_naming_both_hashes(lm_project, tiny_projec
     with pytest.raises(VocabMismatchError) as e:
         init_trunk(module.model.transformer, cfg, tok)
     assert f"hash {lm_tok[:12]}" in str(e.value) and f"hash {tok.hash[:12]}" in str(e.value)
-    assert "set tokenizer.path to the LM project's tokenizer file" in str(e.value)
+    assert "copy the LM project's tokenizer/ files into this project" in str(e.value)
 
 
 def test_a_different_shape_is_refused_saying_what_differs(lm_project, tiny_project,
