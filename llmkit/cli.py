@@ -136,19 +136,25 @@ def train(ctx: click.Context, resume: bool, max_steps: int | None,
     command.run(root, list(overrides), resume=resume, echo=click.echo)
 
 
+_device = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                       show_default=True,
+                       help="Where the model runs; auto: the GPU when there is one.")
+
+
 @cli.command(name="eval")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint to evaluate (default: the best of the latest run).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_device
 @_override
 @click.pass_context
-def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
+def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool, device: str,
           overrides: tuple[str, ...]) -> None:
     """Validation metrics of a checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import evaluate as command
 
-    command.run(cfg, checkpoint, as_json=as_json, echo=click.echo)
+    command.run(cfg, checkpoint, as_json=as_json, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -159,17 +165,19 @@ def eval_(ctx: click.Context, checkpoint: Path | None, as_json: bool,
 @click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
 @click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@_device
 @_override
 @click.pass_context
 def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: float,
-             top_k: int | None, seed: int | None, checkpoint: Path | None,
+             top_k: int | None, seed: int | None, checkpoint: Path | None, device: str,
              overrides: tuple[str, ...]) -> None:
     """Sample a continuation of PROMPT from a language-model checkpoint."""
     cfg = _config(ctx, overrides)
     from llmkit.commands import generate as command
 
     command.run(cfg, prompt, echo=click.echo, checkpoint=checkpoint,
-                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+                max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed,
+                device=device)
 
 
 @cli.command()
@@ -179,10 +187,14 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Texts per forward pass (--input).")
+@_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]) -> None:
+            output: Path | None, checkpoint: Path | None, batch_size: int, device: str,
+            overrides: tuple[str, ...]) -> None:
     """Predict spans with a span-prediction checkpoint."""
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
@@ -190,7 +202,7 @@ def predict(ctx: click.Context, text: str | None, input_path: Path | None,
     from llmkit.commands import predict as command
 
     command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                echo=click.echo)
+                batch_size=batch_size, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -249,6 +261,26 @@ def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
     given = frozenset(name for name in flags
                       if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
     command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint to export (default: the best of the latest run).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (default: export/ in the project).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")
+@click.option("--verify", is_flag=True,
+              help="Load the export back (with transformers for LMs) and compare logits.")
+@_override
+@click.pass_context
+def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force: bool,
+           verify: bool, overrides: tuple[str, ...]) -> None:
+    """Write a folder that transformers loads: config, safetensors, tokenizer, model card."""
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import export as command
+
+    command.run(cfg, checkpoint=checkpoint, out=out, force=force, verify=verify,
+                echo=click.echo)
 
 
 def main() -> None:

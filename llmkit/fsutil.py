@@ -66,3 +66,36 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder next to `path`; move it into place when the block
+    succeeds, so that `path` is either absent, as it was, or complete, never half written.
+
+    `path` may be missing or an empty folder; a non-empty one is replaced only with
+    `replace` (it is moved aside, the new folder renamed in, then the old one deleted).
+    On any exception the temporary folder is removed and `path` is left as it was.
+
+    Raises:
+        FileExistsError: `path` is a file, or a non-empty folder and `replace` is False.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not replace)):
+        raise FileExistsError(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.mkdir(parents=False)
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

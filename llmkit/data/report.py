@@ -64,6 +64,14 @@ class DataReport:
         return self.bytes_train / text_tokens if text_tokens > 0 else None
 
     @property
+    def val_bytes_per_token(self) -> float | None:
+        """Text bytes per text token in validation: bits per token over this is bits per
+        byte (specials left out, as in `bytes_per_token`)."""
+        specials = self.documents_val * (2 if self.task == "span" else 1)
+        text_tokens = self.tokens_val - specials
+        return self.bytes_val / text_tokens if text_tokens > 0 else None
+
+    @property
     def vocab_use(self) -> float:
         """Share of the vocabulary's ids that occur in the training data."""
         return self.vocab_used / self.vocab_size if self.vocab_size else 0.0

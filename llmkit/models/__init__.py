@@ -6,9 +6,12 @@ from llmkit.models.gpt import (
     GPT,
     CausalLM,
     GPTConfig,
+    KVCache,
     TrunkOutput,
+    check_sampling,
     configure_optimizer_groups,
     param_counts,
+    sample_next,
 )
 from llmkit.models.span import SpanModel, decode_spans, span_loss
 
@@ -16,10 +19,13 @@ __all__ = [
     "GPT",
     "CausalLM",
     "GPTConfig",
+    "KVCache",
     "SpanModel",
     "TrunkOutput",
+    "check_sampling",
     "configure_optimizer_groups",
     "decode_spans",
     "param_counts",
+    "sample_next",
     "span_loss",
 ]

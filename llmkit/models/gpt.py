@@ -1,8 +1,10 @@
 """The GPT trunk (causal or bidirectional) and the causal language model on top of it.
 
-Reads top to bottom: config, attention, MLP, block, trunk (`GPT`), language model
-(`CausalLM`), then two helpers the trainer needs (`param_counts`,
-`configure_optimizer_groups`). Plain `nn.Module`s: no Lightning in here.
+Reads top to bottom: config, the key/value cache of generation, attention, MLP, block,
+trunk (`GPT`), language model (`CausalLM`) and its sampler (`sample_next`), then two
+helpers the trainer needs (`param_counts`, `configure_optimizer_groups`). Plain
+`nn.Module`s: no Lightning in here. Training never passes a cache: its path is the one
+without it.
 
 Shape letters: B batch, T time (sequence length), C channels (n_embd), V vocabulary,
 nh heads, hs head size.
@@ -56,11 +58,50 @@ class GPTConfig:
         return (self.vocab_size + m - 1) // m * m
 
 
+class KVCache:
+    """The keys and values of every token seen so far, per layer, for fast generation.
+
+    Without a cache each new token re-runs the whole sequence; with one, the model runs on
+    the new tokens only and attends to the stored keys and values. Buffers of
+    (B, nh, block_size, hs) are allocated by each layer on first use, in the dtype its keys
+    come in (bf16 under autocast). `pos` counts the tokens stored; `GPT` advances it after
+    all layers have written. Learned positions cannot slide, so a full cache must be
+    `reset` and refilled with the last `block_size` tokens (what the uncached path sees).
+    """
+
+    def __init__(self, n_layer: int, block_size: int) -> None:
+        self.block_size = block_size
+        self.pos = 0
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def reset(self) -> None:
+        """Forget every token (the buffers are kept and overwritten)."""
+        self.pos = 0
+
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store layer `layer`'s new keys and values (B, nh, T, hs) at positions pos..pos+T;
+        return all of that layer's keys and values so far, (B, nh, pos + T, hs) each."""
+        B, nh, T, hs = k.shape
+        if self.k[layer] is None:
+            self.k[layer] = k.new_zeros(B, nh, self.block_size, hs)
+            self.v[layer] = v.new_zeros(B, nh, self.block_size, hs)
+        ks, vs = self.k[layer], self.v[layer]
+        assert ks is not None and vs is not None
+        end = self.pos + T
+        ks[:, :, self.pos : end] = k
+        vs[:, :, self.pos : end] = v
+        return ks[:, :, :end], vs[:, :, :end]
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention, causal or bidirectional, through PyTorch's SDPA kernels."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, layer: int = 0) -> None:
         super().__init__()
+        self.layer = layer  # which of the cache's slots is ours
         self.n_head = cfg.n_head
         self.n_embd = cfg.n_embd
         self.causal = cfg.causal
@@ -76,12 +117,14 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         weights_out: list[torch.Tensor] | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Attend; `attn_mask` is a bool (B, 1, T, T) or (B, 1, 1, T), True = may attend.
 
         Returns the output (B, T, C). When a list `weights_out` is given, the attention
         weights (B, nh, T, T) are appended to it; that takes the explicit path instead of
-        SDPA, which never materialises them.
+        SDPA, which never materialises them. With a `cache` the queries attend to the
+        cached keys too (then `attn_mask` is (1, 1, T, pos + T), made by `GPT`).
         """
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
@@ -89,6 +132,8 @@ class SelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, nh, pos + T, hs)
 
         if weights_out is not None:
             # The slow, explicit path: inspection tools that want to see the weights pay
@@ -131,10 +176,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """One pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, layer: int = 0) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.attn = SelfAttention(cfg)
+        self.attn = SelfAttention(cfg, layer)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
@@ -143,11 +188,13 @@ class Block(nn.Module):
         x: torch.Tensor,
         attn_mask: torch.Tensor | None = None,
         weights_out: list[torch.Tensor] | None = None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """(B, T, C) -> (B, T, C). `weights_out` collects the attention weights (see
-        `SelfAttention`); the output is a tensor on every path, so a forward hook on a
-        block sees the same thing in training and in inspection."""
-        x = x + self.attn(self.ln_1(x), attn_mask, weights_out)
+        """(B, T, C) -> (B, T, C). `weights_out` collects the attention weights, `cache`
+        holds generation's keys and values (see `SelfAttention`); the output is a tensor on
+        every path, so a forward hook on a block sees the same thing in training, in
+        generation and in inspection."""
+        x = x + self.attn(self.ln_1(x), attn_mask, weights_out, cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -174,7 +221,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
-        self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.h = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.apply(_init_weights)
         # Each residual branch adds to the stream 2 * n_layer times in total; scaling its
@@ -183,7 +230,12 @@ class GPT(nn.Module):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
         """Run the trunk on token ids `idx` (B, T); the final hidden states (B, T, C).
 
         Args:
@@ -191,8 +243,10 @@ class GPT(nn.Module):
             mask: optional bool (B, T), True = real token, False = padding. Padding is
                 hidden from every query as a key. Outputs at padded positions are
                 meaningless; heads must ignore them.
+            cache: generation only (causal, no `mask`): `idx` are the tokens that follow
+                the `cache.pos` tokens already in the cache, which then holds them too.
         """
-        return self._run(idx, mask, None, None)
+        return self._run(idx, mask, None, None, cache)
 
     def inspect(
         self, idx: torch.Tensor, mask: torch.Tensor | None = None, *, attn: bool = False
@@ -214,24 +268,33 @@ class GPT(nn.Module):
         mask: torch.Tensor | None,
         hidden: list[torch.Tensor] | None,
         weights: list[torch.Tensor] | None,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         B, T = idx.size()
-        if T > self.config.block_size:
+        start = cache.pos if cache is not None else 0  # tokens before idx[:, 0]
+        if start + T > self.config.block_size:
             raise ValueError(
-                f"sequence length {T} is longer than the model's block_size "
+                f"sequence length {start + T} is longer than the model's block_size "
                 f"{self.config.block_size}; crop the input to the last "
                 f"{self.config.block_size} tokens or train with a larger block_size"
             )
-        attn_mask = self._attn_mask(mask, B, T) if mask is not None else None
+        if cache is not None:
+            if mask is not None or not self.config.causal:
+                raise ValueError("a KVCache is for causal generation without a padding mask")
+            attn_mask = self._cached_attn_mask(start, T, idx.device)
+        else:
+            attn_mask = self._attn_mask(mask, B, T) if mask is not None else None
 
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         if hidden is not None:
             hidden.append(x)
         for block in self.h:
-            x = block(x, attn_mask, weights)
+            x = block(x, attn_mask, weights, cache)
             if hidden is not None:
                 hidden.append(x)
+        if cache is not None:
+            cache.pos += T  # every layer has stored this step's keys and values
         return self.ln_f(x)  # (B, T, C)
 
     def _attn_mask(self, mask: torch.Tensor, B: int, T: int) -> torch.Tensor:
@@ -245,6 +308,17 @@ class GPT(nn.Module):
             causal = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
             attn_mask = attn_mask & causal  # (B, 1, T, T)
         return attn_mask
+
+    @staticmethod
+    def _cached_attn_mask(start: int, T: int, device: torch.device) -> torch.Tensor | None:
+        """Queries at positions start..start+T-1 may see keys 0..their own position.
+
+        From an empty cache that is the plain causal mask, which SDPA makes itself (None).
+        """
+        if start == 0:
+            return None
+        allowed = torch.ones(T, start + T, dtype=torch.bool, device=device)
+        return allowed.tril(diagonal=start)[None, None]  # (1, 1, T, start + T)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -286,14 +360,15 @@ class CausalLM(nn.Module):
         targets: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
         all_logits: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Next-token logits and, when `targets` (B, T) are given, the mean cross-entropy.
 
         Targets equal to -100 are skipped. Without targets only the last position's logits
         (B, 1, V) are computed (all that sampling needs) unless `all_logits` is set; with
-        targets, logits are (B, T, V).
+        targets, logits are (B, T, V). `cache`: see `GPT.forward` (generation only).
         """
-        x = self.transformer(idx)  # (B, T, C)
+        x = self.transformer(idx, cache=cache)  # (B, T, C)
         if targets is not None:
             logits = self.logits(x)  # (B, T, V)
             loss = F.cross_entropy(
@@ -307,6 +382,10 @@ class CausalLM(nn.Module):
             return self.logits(x), None  # (B, T, V)
         return self.logits(x[:, [-1], :]), None  # (B, 1, V); the list index keeps the T dim
 
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for `forward(..., cache=)`, one slot per block."""
+        return KVCache(self.config.n_layer, self.config.block_size)
+
     @torch.no_grad()
     def generate(
         self,
@@ -316,47 +395,79 @@ class CausalLM(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         eos_id: int | None = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Extend `idx` (B, T) by up to `max_new_tokens` sampled tokens; returns (B, T + n).
 
         `temperature` 0 picks the most likely token (greedy); `top_k` keeps only the k most
-        likely tokens before sampling; `generator` makes sampling reproducible. With
-        `eos_id`, a row that has produced it is filled with `eos_id` from then on, and
-        generation stops once every row has. Runs in eval mode (no dropout) and restores
-        the previous mode afterwards.
+        likely tokens before sampling; `generator` makes sampling reproducible (see
+        `sample_next`). With `eos_id`, a row that has produced it is filled with `eos_id`
+        from then on, and generation stops once every row has. With `use_cache` (the
+        default) the prompt is run once and each step runs only the newest token against
+        the cached keys and values; the tokens are the same as without it. Runs in eval
+        mode (no dropout) and restores the previous mode afterwards.
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        check_sampling(temperature, top_k)
+        block_size = self.config.block_size
         was_training = self.training
         self.eval()
         try:
+            cache = self.new_cache() if use_cache else None
             done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)  # (B,)
             for _ in range(max_new_tokens):
-                idx_cond = idx[:, -self.config.block_size :]  # the model sees block_size at most
-                logits, _ = self(idx_cond)
-                logits = logits[:, -1, :]  # (B, V): real vocabulary only
-                if temperature == 0:
-                    idx_next = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                if cache is None:
+                    logits, _ = self(idx[:, -block_size:])  # the model sees block_size at most
+                elif cache.pos == 0 or cache.pos == block_size:
+                    # First step, or the cache is full: (re)fill it with the last block_size
+                    # tokens, exactly the window the uncached path would see.
+                    cache.reset()
+                    logits, _ = self(idx[:, -block_size:], cache=cache)
                 else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                        logits = logits.masked_fill(logits < v[:, [-1]], float("-inf"))
-                    probs = F.softmax(logits, dim=-1)
-                    idx_next = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                    logits, _ = self(idx[:, -1:], cache=cache)  # only the newest token
+                idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)
                 if eos_id is not None:
                     idx_next = idx_next.masked_fill(done[:, None], eos_id)
                     done = done | (idx_next[:, 0] == eos_id)
                 idx = torch.cat((idx, idx_next), dim=1)
+                # this is a CPU-GPU sync point (once per token; it lets finished rows stop)
                 if eos_id is not None and bool(done.all()):
                     break
         finally:
             self.train(was_training)
         return idx
+
+
+def check_sampling(temperature: float, top_k: int | None) -> None:
+    """Raise ValueError unless `temperature` >= 0 and `top_k` is None or >= 1."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Choose the next token of each row from its logits (B, V); returns ids (B, 1).
+
+    The one sampler of llmkit: `generate` and the inspection tools call it, so the same
+    seed gives the same text in both. `temperature` 0 is greedy (argmax, no randomness);
+    otherwise logits are divided by it, cut to the `top_k` likeliest when given, and one
+    token is drawn with `generator` (on the logits' device) from the softmax, in float32.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], float("-inf"))
+    probs = F.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
 
 
 def param_counts(cfg: GPTConfig) -> tuple[int, int]:

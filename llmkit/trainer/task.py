@@ -36,6 +36,8 @@ class TaskModule(L.LightningModule):
         checkpoint["llmkit"] = dict(self.meta)
         # Lightning keeps no RNG state; dropout must continue exactly on --resume.
         checkpoint["llmkit"]["rng"] = _rng_state()
+        # processes that each trained on their own batches (tokens seen, in export's card)
+        checkpoint["llmkit"]["world_size"] = self.trainer.world_size
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("llmkit", {}).get("rng")
