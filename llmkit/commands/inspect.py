@@ -33,6 +33,7 @@ from llmkit.inspect.inspect_report import (
 from llmkit.inspect.numerics import NonFinite
 from llmkit.inspect.report import dumps, header
 from llmkit.inspect.telemetry import Sampling, inspect_generation, to_report
+from llmkit.models.trained import Trained
 from llmkit.tokenizer import EOS_ID, check_token_ids
 
 Echo = Callable[[str], None]
@@ -65,7 +66,7 @@ def run(cfg: Config, opts: InspectOptions, *, echo: Echo = print,
         log: Echo = print) -> dict[str, Any]:
     """Inspect one generation; print it, write the requested files; return the report."""
     from llmkit.fsutil import atomic_write_text
-    from llmkit.models.trained import autocast, inference_dtype, load_model, resolve_device
+    from llmkit.models.trained import load_model, resolve_device
 
     if cfg.project.task != "lm":
         raise InspectError("`llmkit inspect` needs a language-model project (project.task: "
@@ -73,9 +74,27 @@ def run(cfg: Config, opts: InspectOptions, *, echo: Echo = print,
     run_dir = _tensorboard_dir(cfg) if opts.tensorboard else None
     dev = resolve_device(opts.device)
     trained = load_model(cfg, opts.checkpoint, log=log)
-    model, tok = trained.model.to(dev), trained.tok
-    ids = _prompt_ids(cfg, tok, opts.prompt)
+    trained.model.to(dev)
+    report = inspect_trained(trained, opts, log=log)
+    echo(console(report))
+    _write(report, opts.json_path, opts.html_path, echo, atomic_write_text)
+    if run_dir is not None:
+        from llmkit.inspect.tensorboard import write_tensorboard
 
+        tags = write_tensorboard(run_dir, report)
+        echo(f"wrote {len(tags)} inspect/ series to TensorBoard in {run_dir}")
+    return report
+
+
+def inspect_trained(trained: Trained, opts: InspectOptions, *,
+                    log: Echo = print) -> dict[str, Any]:
+    """The validated report of one generation from a loaded model (on its device; hooks
+    planted on its blocks act as in any forward pass)."""
+    from llmkit.models.trained import autocast, inference_dtype
+
+    model, tok = trained.model, trained.tok
+    dev = next(model.parameters()).device
+    ids = _prompt_ids(model.config.block_size, tok, opts.prompt)
     calibration = None
     if opts.calibrate:
         calibration = calibrate(model, _val_batches(trained.cfg, tok, dev), opts.thresholds)
@@ -108,13 +127,6 @@ def run(cfg: Config, opts: InspectOptions, *, echo: Echo = print,
         "nonfinite": nf.entries,
     }
     validate_inspect_report(report)
-    echo(console(report))
-    _write(report, opts.json_path, opts.html_path, echo, atomic_write_text)
-    if run_dir is not None:
-        from llmkit.inspect.tensorboard import write_tensorboard
-
-        tags = write_tensorboard(run_dir, report)
-        echo(f"wrote {len(tags)} inspect/ series to TensorBoard in {run_dir}")
     return report
 
 
@@ -170,15 +182,15 @@ def check_options(opts: InspectOptions) -> None:
         raise InspectError("llmkit inspect: " + "; ".join(problems))
 
 
-def _prompt_ids(cfg: Config, tok, prompt: str) -> list[int]:
+def _prompt_ids(block_size: int, tok, prompt: str) -> list[int]:
     # Training text is documents joined by EOS, so EOS is what precedes a document's start.
     ids = [EOS_ID, *tok.encode(prompt)]
     if len(ids) < 2:
         raise InspectError(f"--prompt {prompt!r} has no tokens; give some text")
     check_token_ids(ids, tok.vocab_size, source=f"--prompt {prompt[:40]!r}")
-    if len(ids) > cfg.model.block_size:
+    if len(ids) > block_size:
         raise InspectError(f"--prompt is {len(ids)} tokens (with the EOS that starts it), "
-                           f"longer than model.block_size {cfg.model.block_size}; shorten it "
+                           f"longer than model.block_size {block_size}; shorten it "
                            f"(the prompt analysis needs all of it in one window)")
     return ids
 

@@ -180,7 +180,8 @@ def loop_stretches(tokens: Sequence[int | None], lag_distance: Sequence[Sequence
     period *and* each state lies within `loop_distance` of the state one period back.
 
     A stretch qualifies when it covers at least `loop_tokens` tokens and two full copies
-    of the n-gram (the first copy plus at least one period of repeats).
+    of the n-gram (the first copy plus at least one period of repeats). A stretch that a
+    shorter period (a divisor) already covers is left out.
     """
     out = []
     for p in range(1, th.loop_period + 1):
@@ -197,6 +198,9 @@ def loop_stretches(tokens: Sequence[int | None], lag_distance: Sequence[Sequence
                 if repeats >= p and repeats + p >= th.loop_tokens:
                     out.append((p, run_start - p, s - 1))
                 run_start = None
+    # a loop of period 2 also repeats with period 4: keep the shortest n-gram
+    out = [(p, a, b) for p, a, b in out
+           if not any(q < p and p % q == 0 and a2 <= a and b2 >= b for q, a2, b2 in out)]
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
@@ -284,37 +288,43 @@ def collapse_structural(steps: Sequence[Step], th: Thresholds) -> Finding | None
 
 
 def collapse_trend(steps: Sequence[Step], th: Thresholds) -> Finding | None:
-    """Heads not collapsed at the first step that are collapsed at each of the last few
-    steps (up to 4, at least 2): collapse that grows while generating."""
-    if len(steps) < 3 or steps[0]["heads"] is None:
+    """Heads that collapse while generating: not collapsed at the first step, collapsed
+    at no more than half of the first half of the steps, and at 90% or more of the second
+    half (at least 8 steps). A head that narrows now and then (a previous-token head on
+    the right character) is neither: it has the same rate in both halves.
+    """
+    if len(steps) < 8 or steps[0]["heads"] is None:
         return None
-    window = min(4, len(steps) - 1)
-    tail = steps[-window:]
-    start = _collapsed(steps[0], th)
-    grown = sorted(set.intersection(*(_collapsed(s, th) for s in tail)) - start)
+    half = len(steps) // 2
+    sets = [_collapsed(s, th) for s in steps]
+    heads = set().union(*sets[half:]) - sets[0]
+
+    def rate(hd: tuple[int, int], part: list[set[tuple[int, int]]]) -> float:
+        return sum(hd in c for c in part) / len(part)
+    grown = sorted(hd for hd in heads
+                   if rate(hd, sets[:half]) <= 0.5 and rate(hd, sets[half:]) >= 0.9)
     if not grown:
         return None
     became = {}
     for hd in grown:  # the first step of the final collapsed run
         s = len(steps) - 1
-        while s > 0 and hd in _collapsed(steps[s - 1], th):
+        while s > 0 and hd in sets[s - 1]:
             s -= 1
         became[hd] = steps[s]["step"]
     first_hd = min(grown, key=lambda hd: (became[hd], hd))
-    counts_first = collapsed_counts(steps[0], th)
-    counts_last = collapsed_counts(steps[-1], th)
     return Finding(
         code="attention_collapse_trend", severity="warning",
-        message=(f"{len(grown)} head(s) collapsed while generating (not at the first step), "
+        message=(f"{len(grown)} head(s) collapsed while generating (not at the start), "
                  f"first layer {layer_label(first_hd[0])} head {first_hd[1]} from step "
                  f"{became[first_hd]}"),
         where={"step": became[first_hd], "layer": first_hd[0],
                "name": layer_label(first_hd[0]), "head": first_hd[1]},
         numbers={"heads": [{"layer": layer, "head": h, "from_step": became[(layer, h)],
-                            "entropy_last": steps[-1]["heads"]["entropy"][layer][h]}
+                            "rate_first_half": rate((layer, h), sets[:half]),
+                            "rate_second_half": rate((layer, h), sets[half:])}
                            for layer, h in grown],
-                 "collapsed_per_layer_first": counts_first,
-                 "collapsed_per_layer_last": counts_last},
+                 "collapsed_per_layer_first": collapsed_counts(steps[0], th),
+                 "collapsed_per_layer_last": collapsed_counts(steps[-1], th)},
         suggestion=("attention narrowing onto few tokens as the text grows; often comes "
                     "with a repetition loop or a context past what training saw"),
         steps=sorted({became[hd] for hd in grown}))
