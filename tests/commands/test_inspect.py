@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from commands.test_inference import modules_after
 
+from commands.test_inference import modules_after
 from llmkit.commands.generate import generate_text
 from llmkit.commands.inspect import (
     InspectError,
