@@ -41,11 +41,14 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def show_token(text: str) -> str:
-    """A token as a reader should see it: whitespace and control characters made visible."""
+def show_token(text: str, *, whitespace: bool = True) -> str:
+    """A token as a reader should see it: control characters made visible, and with
+    `whitespace` also spaces, newlines and tabs (running text keeps those as written)."""
     out = []
     for ch in text:
-        if ch == " ":
+        if not whitespace and ch in " \n\t":
+            out.append(ch)
+        elif ch == " ":
             out.append("␣")
         elif ch == "\n":
             out.append("↵")
@@ -55,7 +58,7 @@ def show_token(text: str) -> str:
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
-    return "".join(out) or "∅"
+    return "".join(out) or ("∅" if whitespace else "")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from llmkit.inspect.health import FAULT_CODES, Thresholds, collapsed_counts, layer_label
-from llmkit.inspect.html import Cell, esc, heatmap, meta_table, page, shaded_text
+from llmkit.inspect.html import Cell, esc, heatmap, meta_table, page, shaded_text, show_token
 from llmkit.inspect.inspect_report import thresholds_of
 
 
@@ -43,18 +43,22 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def _shown(token: str) -> str:
+    return show_token(token, whitespace=False)
+
+
 def _text(report: dict[str, Any], log2v: float) -> str:
     prompt = report["prompt"]
     steps = [s for s in report["steps"] if s["token"] is not None]
     flagged = {s for f in report["health"]["flags"] if f["code"] in FAULT_CODES
                for s in f["steps"]}
     surprisal = [None, *prompt["surprisal_bits"]]  # the leading EOS is not predicted
-    prompt_cells = [Cell(v, t["token"], f"prompt token {t['token']!r}: surprisal "
+    prompt_cells = [Cell(v, _shown(t["token"]), f"prompt token {t['token']!r}: surprisal "
                                         f"{_fmt(v)} bits")
                     for t, v in zip(prompt["tokens"], surprisal, strict=True)][1:]
 
     def gen_cells(key: str) -> list[Cell]:
-        return [Cell(s[key], s["token"]["token"],
+        return [Cell(s[key], _shown(s["token"]["token"]),
                      f"step {s['step']} {s['token']['token']!r}: entropy "
                      f"{_fmt(s['entropy_bits'])} bits, surprisal {_fmt(s['surprisal_bits'])}"
                      f" bits, top: " + ", ".join(f"{t['token']!r} {_fmt(t['prob'])}"
