@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from llmkit.config import load_config
-from llmkit.models.trained import autocast, inference_dtype, load_model, resolve_device
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.scaffold import create_project
 from llmkit.tokenizer import EOS_ID
 from llmkit.trainer.run import train

@@ -107,7 +107,7 @@ def run_prepare(root: Path) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     (root / "bench.json").write_text(json.dumps({
         "seconds": seconds, "rss_before_kb": base, "rss_peak_kb": peak,
-        "counts": prepared.meta["counts"]}))
+        "report": prepared.meta["report"]}))
 
 
 def main() -> None:
@@ -150,9 +150,10 @@ def main() -> None:
     mb = corpus / 1e6
     peak_mb = result["rss_peak_kb"] / 1024
     base_mb = result["rss_before_kb"] / 1024
-    tokens = result["counts"]["tokens"]
+    report = result["report"]
+    tokens = report["tokens_train"] + report["tokens_val"]
     print()
-    print(f"corpus            {mb:,.1f} MB, {tokens['train'] + tokens['val']:,} tokens")
+    print(f"corpus            {mb:,.1f} MB, {tokens:,} tokens")
     print(f"prepare           {result['seconds']:.1f} s, {mb / result['seconds']:.2f} MB/s")
     print(f"peak RSS          {peak_mb:,.0f} MB (after imports {base_mb:,.0f} MB; prepare "
           f"added {peak_mb - base_mb:,.0f} MB)")

@@ -183,7 +183,7 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @cli.command()
 @click.option("--text", default=None, help="One text to predict a span for.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
-              help="A JSONL file with a 'text' field per line.")
+              help="A JSONL file; each line's text is in data.text_field ('text' by default).")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)

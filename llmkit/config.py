@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
-import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from llmkit.errors import ConfigError, LlmkitError
+from llmkit.fsutil import atomic_write_text
 
 CONFIG_NAME = "llmkit.yaml"
 
@@ -389,9 +388,12 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
          "null (set by `llmkit tokenizer`) or an integer >= 4")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
          "an integer >= 1 (1 = no padding, 64 for GPUs)")
-    # Byte-level BPE starts from 256 byte tokens plus the 3 specials.
-    need(tk.kind != "bpe" or tk.vocab_size >= 259, "tokenizer.vocab_size", tk.vocab_size,
-         "an integer >= 259 for kind bpe (256 bytes + 3 specials), or use kind char")
+    # Imported here: the tokenizer package reads data files, and data reads the config.
+    from llmkit.tokenizer.core import MIN_BPE_VOCAB
+
+    need(tk.kind != "bpe" or tk.vocab_size >= MIN_BPE_VOCAB, "tokenizer.vocab_size",
+         tk.vocab_size, f"an integer >= {MIN_BPE_VOCAB} for kind bpe (256 bytes + 3 "
+         f"specials), or use kind char")
     need(tk.min_frequency >= 1, "tokenizer.min_frequency", tk.min_frequency, "an integer >= 1")
     specials = [tk.pad, tk.bos, tk.eos]
     need(len(set(specials)) == 3 and all(specials), "tokenizer.bos/eos/pad", specials,
@@ -480,16 +482,7 @@ def write_back(path: Path, updates: dict[str, Any]) -> dict[str, tuple[Any, Any]
     if changed:
         text = "".join(lines)
         yaml.safe_load(text)  # never write a file we cannot read back
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            if path.exists():
-                os.chmod(tmp, path.stat().st_mode & 0o777)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, text)  # keeps the file's permissions
     return changed
 
 

@@ -33,17 +33,16 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from llmkit.config import PRESETS
+from llmkit.data.sources import BINARY_SUFFIXES, Document, document_of, file_format
 from llmkit.errors import DataError
-from llmkit.models import GPTConfig, SpanModel, param_counts
-
-Log = Callable[[str], None]
+from llmkit.models import GPTConfig, SpanModel, count_parameters, param_counts
 
 # Chinchilla's compute-optimal ratio of training tokens to parameters (Hoffmann et al.).
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
@@ -65,9 +64,6 @@ SAMPLE_BYTES = 4 << 20
 # The share of the data a new project trains on (data.val_fraction's default is held out).
 TRAIN_SHARE = 0.9
 
-_JSONL_SUFFIXES = (".jsonl", ".ndjson")
-_BINARY_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".npy", ".npz", ".pt",
-                    ".bin", ".parquet", ".arrow", ".pkl")
 
 
 @dataclass(frozen=True)
@@ -137,10 +133,7 @@ def model_params(gpt: GPTConfig, task: str = "lm") -> tuple[int, int]:
     """
     if task == "span":
         with torch.device("meta"):
-            model = SpanModel(gpt)
-        total = sum(p.numel() for p in model.parameters())
-        embedding = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
-        return total, total - embedding
+            return count_parameters(SpanModel(gpt))
     return param_counts(gpt)
 
 
@@ -267,13 +260,14 @@ def format_ratio(x: float) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def estimate_train_tokens(data_path: Path, kind: str = "bpe") -> int:
+def estimate_train_tokens(data_path: Path, kind: str = "bpe", text_field: str = "text") -> int:
     """Training tokens in `data_path` (a file or a folder), estimated without a tokenizer.
 
     bpe: text bytes / `BPE_BYTES_PER_TOKEN` (4; llmkit's smaller vocabularies give more
     tokens than that, so the estimate is low and the preset it picks is on the safe side).
-    char: one token per character. JSON Lines count only their text fields (the share of
-    text in each file is measured on its first `SAMPLE_BYTES`). `TRAIN_SHARE` of the total
+    char: one token per character. JSON Lines (as `llmkit prepare` tells them) count only
+    their `text_field` (the share of text in each file is measured on its first
+    `SAMPLE_BYTES`). `TRAIN_SHARE` of the total
     is kept, as the default validation split holds out the rest.
 
     Raises:
@@ -286,7 +280,7 @@ def estimate_train_tokens(data_path: Path, kind: str = "bpe") -> int:
     text_bytes = 0.0
     chars = 0.0
     for f in files:
-        b, c = _text_share(f)
+        b, c = _text_share(f, text_field)
         text_bytes += b
         chars += c
     tokens = chars if kind == "char" else text_bytes / BPE_BYTES_PER_TOKEN
@@ -323,24 +317,23 @@ def _data_files(path: Path) -> Iterable[Path]:
     for p in sorted(path.rglob("*")):
         rel = p.relative_to(path).parts
         if (p.is_file() and not any(part.startswith(".") for part in rel)
-                and not p.name.lower().endswith(_BINARY_SUFFIXES)):
+                and not p.name.lower().endswith(BINARY_SUFFIXES)):
             yield p
 
 
-def _text_share(path: Path) -> tuple[float, float]:
+def _text_share(path: Path, text_field: str) -> tuple[float, float]:
     """(text bytes, text characters) of a file, scaled up from its first SAMPLE_BYTES."""
     size = path.stat().st_size
     if size == 0:
         return 0.0, 0.0
     with open(path, "rb") as fh:
         head = fh.read(SAMPLE_BYTES)
-    if path.suffix.lower() in _JSONL_SUFFIXES:
+    if file_format(path, "auto") == "jsonl":
         lines = head.splitlines()
         if len(head) == SAMPLE_BYTES and len(lines) > 1:
             lines = lines[:-1]  # the last line of a cut sample is incomplete
         sampled = sum(len(line) + 1 for line in lines)
-        texts = [_jsonl_text(line) for line in lines]
-        text = "".join(texts)
+        text = "".join(_jsonl_text(line, text_field) for line in lines)
     else:
         sampled = len(head)
         text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head)
@@ -350,10 +343,10 @@ def _text_share(path: Path) -> tuple[float, float]:
     return len(text.encode("utf-8")) * scale, len(text) * scale
 
 
-def _jsonl_text(line: bytes) -> str:
+def _jsonl_text(line: bytes, text_field: str) -> str:
     try:
         obj = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return ""
-    text = obj.get("text") if isinstance(obj, dict) else None
-    return text if isinstance(text, str) else ""
+    doc = document_of("", obj, text_field) if isinstance(obj, dict) else None
+    return doc.text if isinstance(doc, Document) else ""

@@ -7,13 +7,10 @@ saying what changed. Every model build goes through it, so config and tokenizer 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from llmkit.config import Config, write_back
+from llmkit.console import Log
 from llmkit.data.sources import resolve_sources
 from llmkit.tokenizer import Tokenizer, train_tokenizer
-
-Log = Callable[[str], None]
 
 
 def train_project_tokenizer(cfg: Config, log: Log = print,
@@ -21,14 +18,15 @@ def train_project_tokenizer(cfg: Config, log: Log = print,
     """Train the project's tokenizer on its training data, save it, sync the vocab size."""
     train_files, _ = resolve_sources(cfg)
     out = cfg.path(cfg.tokenizer.path)
-    tk = cfg.tokenizer
-    asked = "" if tk.kind == "char" else f", asked for {tk.vocab_size} tokens"
-    log(f"training a {tk.kind} tokenizer on {len(train_files)} file(s){asked} ...")
-    tok = train_tokenizer([f.path for f in train_files], out, kind=tk.kind,
-                          vocab_size=tk.vocab_size, min_frequency=tk.min_frequency,
-                          bos=tk.bos, eos=tk.eos, pad=tk.pad, text_field=cfg.data.text_field,
-                          data_format=cfg.data.format, show_progress=show_progress)
-    log(f"tokenizer: {tok.vocab_size} tokens -> {tk.path}")
+    tokenizer = cfg.tokenizer
+    asked = "" if tokenizer.kind == "char" else f", asked for {tokenizer.vocab_size} tokens"
+    log(f"training a {tokenizer.kind} tokenizer on {len(train_files)} file(s){asked} ...")
+    tok = train_tokenizer([f.path for f in train_files], out, kind=tokenizer.kind,
+                          vocab_size=tokenizer.vocab_size, min_frequency=tokenizer.min_frequency,
+                          bos=tokenizer.bos, eos=tokenizer.eos, pad=tokenizer.pad,
+                          text_field=cfg.data.text_field, data_format=cfg.data.format,
+                          show_progress=show_progress)
+    log(f"tokenizer: {tok.vocab_size} tokens -> {tokenizer.path}")
     return sync_vocab(cfg, tok, log), tok
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.lm import LMValWindows
 from llmkit.data.prepare import prepare_data
 from llmkit.data.spans import SpanDataset, collate_spans
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.metrics.lm import bits_per_token, perplexity
 from llmkit.metrics.spans import score_spans
 from llmkit.models import CausalLM, SpanModel, decode_spans, span_loss
-from llmkit.models.trained import autocast, inference_dtype, load_model, resolve_device
 from llmkit.tokenizer import token_span_to_char_span
 
 
 def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto",
-             log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+             log: Log = lambda message: None) -> dict[str, Any]:
     """Validation metrics of `checkpoint` (default: the best of the latest run).
 
     Non-finite values come back as None; the checkpoint's path is under "checkpoint".
@@ -102,7 +102,7 @@ def _span_metrics(model: SpanModel, batches, dataset: SpanDataset, cfg: Config,
 
 
 def run(cfg: Config, checkpoint: Path | None, *, as_json: bool, device: str = "auto",
-        echo: Callable[[str], None]) -> None:
+        echo: Log) -> None:
     """Print the metrics of `checkpoint`, one per line or as JSON."""
     metrics = evaluate(cfg, checkpoint, device=device)
     if as_json:

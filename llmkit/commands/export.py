@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.export import export_model, verify_export, verify_span_export
-from llmkit.models.trained import load_model
+from llmkit.inference import load_model
 
 DEFAULT_OUT = "export"  # under the project folder
 
 
 def run(cfg: Config, *, checkpoint: Path | None, out: Path | None, force: bool, verify: bool,
-        echo: Callable[[str], None]) -> None:
+        echo: Log) -> None:
     """Export the checkpoint (default: the best of the latest run); with `verify`, load the
     folder back (with transformers for LMs) and compare ids and logits with llmkit's."""
     trained = load_model(cfg, checkpoint, log=echo)

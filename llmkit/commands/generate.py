@@ -7,7 +7,6 @@ there is one), in bf16 where training ran in bf16, with the KV cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,16 @@ import click
 import torch
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
-from llmkit.models.trained import autocast, inference_dtype, load_model, resolve_device
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.tokenizer import EOS_ID, check_token_ids
 
 
 def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
                   max_new_tokens: int = 100, temperature: float = 0.8, top_k: int | None = None,
                   seed: int | None = None, device: str = "auto", use_cache: bool = True,
-                  log: Callable[[str], None] = print) -> str:
+                  log: Log = print) -> str:
     """The prompt followed by up to `max_new_tokens` sampled tokens, as text.
 
     The same seed gives the same text on the same device (CPU and GPU draw differently).
@@ -49,7 +49,7 @@ def generate_text(cfg: Config, prompt: str, *, checkpoint: Path | None = None,
     return prompt + trained.tok.decode(new)
 
 
-def run(cfg: Config, prompt: str, *, echo: Callable[[str], None], **options: Any) -> None:
+def run(cfg: Config, prompt: str, *, echo: Log, **options: Any) -> None:
     """Print the prompt and its sampled continuation (messages such as a vocabulary sync go
     to stderr, so that stdout holds only the text)."""
     echo(generate_text(cfg, prompt, log=lambda m: click.echo(m, err=True), **options))

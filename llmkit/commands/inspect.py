@@ -33,7 +33,7 @@ from llmkit.inspect.inspect_report import (
 from llmkit.inspect.numerics import NonFinite
 from llmkit.inspect.report import dumps, header
 from llmkit.inspect.telemetry import Sampling, inspect_generation, to_report
-from llmkit.models.trained import Trained
+from llmkit.inference import Trained
 from llmkit.tokenizer import EOS_ID, check_token_ids
 
 Echo = Callable[[str], None]
@@ -66,7 +66,7 @@ def run(cfg: Config, opts: InspectOptions, *, echo: Echo = print,
         log: Echo = print) -> dict[str, Any]:
     """Inspect one generation; print it, write the requested files; return the report."""
     from llmkit.fsutil import atomic_write_text
-    from llmkit.models.trained import load_model, resolve_device
+    from llmkit.inference import load_model, resolve_device
 
     if cfg.project.task != "lm":
         raise InspectError("`llmkit inspect` needs a language-model project (project.task: "
@@ -90,7 +90,7 @@ def inspect_trained(trained: Trained, opts: InspectOptions, *,
                     log: Echo = print) -> dict[str, Any]:
     """The validated report of one generation from a loaded model (on its device; hooks
     planted on its blocks act as in any forward pass)."""
-    from llmkit.models.trained import autocast, inference_dtype
+    from llmkit.inference import autocast, inference_dtype
 
     model, tok = trained.model, trained.tok
     dev = next(model.parameters()).device

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from llmkit.config import Config
+from llmkit.console import Log
+from llmkit.data.sources import BadLine, SourceFile, iter_jsonl_documents
 from llmkit.data.spans import SpanProblem, model_input
 from llmkit.errors import DataError, LlmkitError
 from llmkit.fsutil import atomic_write_text
+from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.models import SpanModel, decode_spans
-from llmkit.models.trained import autocast, inference_dtype, load_model, resolve_device
 from llmkit.tokenizer import PAD_ID, Tokenizer, check_token_ids, token_span_to_char_span
 
 
@@ -66,7 +68,7 @@ def predict_batch(model: SpanModel, tok: Tokenizer, cfg: Config,
 def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | None = None,
                   output: Path | None = None, checkpoint: Path | None = None,
                   batch_size: int = 32, device: str = "auto",
-                  echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                  echo: Log = print) -> list[dict[str, Any]]:
     """Predict spans for `text` or each line of a JSONL file; print or write JSONL."""
     if cfg.project.task != "span":
         raise LlmkitError("`llmkit predict` needs a span project (project.task: span); use "
@@ -77,7 +79,7 @@ def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | No
     trained = load_model(cfg, checkpoint, log=echo)
     model = trained.model.to(dev)
     items = ([(text, "--text")] if text is not None
-             else list(_read_texts(input_path)))
+             else list(_read_texts(input_path, cfg.data.text_field)))
     results: list[dict[str, Any] | None] = [None] * len(items)
     with autocast(dev, inference_dtype(cfg.training.precision, dev)):
         for batch in _by_length(items, batch_size):
@@ -106,26 +108,20 @@ def _by_length(items: list[tuple[str, str]], batch_size: int) -> Iterator[list[i
         yield order[start : start + batch_size]
 
 
-def _read_texts(path: Path | None):
-    assert path is not None
-    if not path.is_file():
+def _read_texts(path: Path | None, text_field: str) -> Iterator[tuple[str, str]]:
+    """(text, file:line) of each line of a JSONL file, read as `llmkit prepare` reads data."""
+    if path is None or not path.is_file():
         raise DataError(f"--input {path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise DataError(f"{path}:{n}: expected an object with a string 'text' field")
-            yield obj["text"], f"{path}:{n}"
+    f = SourceFile(path=path, name=str(path), format="jsonl", size=path.stat().st_size)
+    for item in iter_jsonl_documents(f, text_field):
+        if isinstance(item, BadLine):
+            raise DataError(str(item))  # predict answers every line or none
+        yield item.text, item.source
 
 
 def run(cfg: Config, *, text: str | None, input_path: Path | None, output: Path | None,
         checkpoint: Path | None, batch_size: int = 32, device: str = "auto",
-        echo: Callable[[str], None]) -> None:
+        echo: Log) -> None:
     """Predict and print (or write) the spans; see `predict_spans`."""
     predict_spans(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
                   batch_size=batch_size, device=device, echo=echo)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from llmkit.config import PRESETS, Config
+from llmkit.console import Log
 from llmkit.data.prepare import prepare_data
 from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
@@ -18,8 +17,6 @@ from llmkit.sizing import (
     recommend_preset,
 )
 from llmkit.vocab_sync import ensure_tokenizer
-
-Log = Callable[[str], None]
 
 
 def size_command(cfg: Config, log: Log = print) -> str:
@@ -35,9 +32,9 @@ def size_command(cfg: Config, log: Log = print) -> str:
     report = dict(prepared.meta["report"])
     task = cfg.project.task
     tokens = int(report["tokens_train"])
-    m = cfg.model
-    rec = recommend_preset(tokens, tok.vocab_size, task, bias=m.bias,
-                           pad_vocab_multiple=m.pad_vocab_multiple)
+    model = cfg.model
+    rec = recommend_preset(tokens, tok.vocab_size, task, bias=model.bias,
+                           pad_vocab_multiple=model.pad_vocab_multiple)
     gpt = gpt_config(cfg, tok)
 
     unit = "examples" if task == "span" else "documents"
@@ -48,18 +45,18 @@ def size_command(cfg: Config, log: Log = print) -> str:
         f"vocabulary: {vocab:,} ids ({tok.kind}); {used:,} occur in the training data "
         f"({used / vocab if vocab else 0:.1%})",
         "",
-        format_table(rec.table, current=m.size),
+        format_table(rec.table, current=model.size),
         "",
         f"target: >= {TARGET_TOKENS_PER_PARAM:g} training tokens per non-embedding parameter "
         f"(Chinchilla's {CHINCHILLA_TOKENS_PER_PARAM:g} over up to {USEFUL_EPOCHS} epochs of "
         f"repeated data; see docs/sizing.md)",
     ]
-    if m.size == "custom" or _differs_from_preset(cfg):
+    if model.size == "custom" or _differs_from_preset(cfg):
         total, non_emb = model_params(gpt, task)
         lines.append(f"configured model: {total:,} parameters, {non_emb:,} non-embedding "
                      f"({format_ratio(tokens / non_emb)} tokens per parameter)")
     lines.append(rec.format())
-    if rec.preset != m.size:
+    if rec.preset != model.size:
         lines.append(f"  to use it: set model.size: {rec.preset} in llmkit.yaml (or "
                      f"-o model.size={rec.preset})")
     lines.extend(preflight_warnings(cfg, gpt, report))

@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +25,9 @@ import torch
 from torch.nn import functional as F
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.metrics.lm import bits_per_token, perplexity
-from llmkit.models import span_loss
 from llmkit.tokenizer import check_token_ids
 
 try:
@@ -36,7 +35,6 @@ try:
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
-Log = Callable[[str], None]
 
 # How far the loss at initialisation may be from its expected value (ln V, or ln T per span
 # head) before it is called an initialisation bug: GPT-2's N(0, 0.02) init gives logits
@@ -180,9 +178,10 @@ def run_smoke(cfg: Config, batch_size: int = 4, seq_len: int | None = None,
         raise ValueError(f"steps must be >= 1, got {steps}")
 
     cfg, tok = ensure_tokenizer(cfg, log=log)
-    model = build_module(cfg, tok).model
+    module = build_module(cfg, tok)
+    model = module.model
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device).train()  # as in training: dropout on; no optimizer, so no update
+    module.to(device).train()  # as in training: dropout on; no optimizer, so no update
     precision = resolve_precision(cfg.training.precision)
     notes: list[str] = []
     gen = torch.Generator().manual_seed(cfg.project.seed)
@@ -201,18 +200,22 @@ def run_smoke(cfg: Config, batch_size: int = 4, seq_len: int | None = None,
     losses: torch.Tensor | None = None
     init_ce = math.nan
     seconds = 0.0
+    # The training batch as the data module gives it: LM (inputs, shifted targets).
+    train_batch = (batch["ids"][:, :-1], batch["ids"][:, 1:]) if task == "lm" else batch
     with memory:
         for i in range(steps):
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             with _autocast(device, precision):
-                loss, per_item, uniform = _loss(task, model, batch)
+                loss = module.training_loss(train_batch)  # the loss training computes
             loss.backward()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - t0
-            if i == 0:
-                losses = per_item.detach().float().cpu()
+            if i == 0:  # untimed: the per-item numbers of the report
+                with torch.no_grad(), _autocast(device, precision):
+                    per_item, uniform = _per_item_losses(task, model, batch)
+                losses = per_item.float().cpu()
                 init_ce = float(uniform)
     assert losses is not None
     total, non_emb = model_params(model.config, task)
@@ -267,30 +270,29 @@ def _with_spans(ids: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tens
             "end": start + length}
 
 
-def _loss(task: str, model: torch.nn.Module, batch: dict[str, torch.Tensor]
-          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean loss to backpropagate, per-item losses, loss against a uniform target).
+def _per_item_losses(task: str, model: torch.nn.Module, batch: dict[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-item cross-entropies, cross-entropy against a uniform target).
 
-    Per-item losses are per token (B, T) for an LM, per example (B,) for spans. The
+    Per-item losses are per token (B, T) for an LM, per example (B,) for spans (the mean
+    of the start and end heads, without label smoothing: what ln V and ln T predict). The
     uniform-target loss (logsumexp minus the mean logit, averaged) is the expected loss
     over every possible target: it tests "are the logits close to uniform?" without the
     noise of a few sampled targets (a span batch of one text has just two).
     """
     if task == "lm":
         x, y = batch["ids"][:, :-1], batch["ids"][:, 1:]
-        logits, loss = model(x, y)
-        logits = logits.detach().float()  # (B, T, V)
+        logits, _ = model(x, all_logits=True)
+        logits = logits.float()  # (B, T, V)
         per_token = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
-        uniform = (logits.logsumexp(-1) - logits.mean(-1)).mean()
-        return loss, per_token, uniform
+        return per_token, (logits.logsumexp(-1) - logits.mean(-1)).mean()
     mask = batch["mask"]
     start_logits, end_logits = model(batch["ids"], mask)
-    loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], mask)
-    s = F.cross_entropy(start_logits.detach().float(), batch["start"], reduction="none")
-    e = F.cross_entropy(end_logits.detach().float(), batch["end"] - 1, reduction="none")
-    uniform = torch.stack([_uniform_span_ce(h.detach().float(), mask)
+    s = F.cross_entropy(start_logits.float(), batch["start"], reduction="none")
+    e = F.cross_entropy(end_logits.float(), batch["end"] - 1, reduction="none")
+    uniform = torch.stack([_uniform_span_ce(h.float(), mask)
                            for h in (start_logits, end_logits)]).mean()
-    return loss, (s + e) / 2, uniform  # per example (B,)
+    return (s + e) / 2, uniform  # per example (B,)
 
 
 def _uniform_span_ce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -345,7 +347,7 @@ def _max_rss_bytes() -> int:
 
 
 def run(cfg: Config, *, batch_size: int, seq_len: int | None, text: str | None, as_json: bool,
-        echo: Callable[[str], None], log: Log) -> None:
+        echo: Log, log: Log) -> None:
     """Run the smoke pass; the report goes to `echo`, tokenizer messages to `log`."""
     report = run_smoke(cfg, batch_size=batch_size, seq_len=seq_len, text=text, log=log)
     echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.vocab_sync import train_project_tokenizer
 
 
-def run(cfg: Config, echo: Callable[[str], None]) -> None:
+def run(cfg: Config, echo: Log) -> None:
     """Train the tokenizer on the training data; the config then holds its real size."""
     train_project_tokenizer(cfg, log=echo)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from llmkit.console import Log
 from llmkit.trainer.run import train
 
 
-def run(root: Path, overrides: list[str], *, resume: bool, echo: Callable[[str], None]) -> None:
+def run(root: Path, overrides: list[str], *, resume: bool, echo: Log) -> None:
     """Train the project at `root`; the closing lines come from rank 0 only."""
     result = train(root, overrides=overrides, resume=resume, log=echo)
     if summary := result.summary():  # empty on DDP ranks other than 0

@@ -1,23 +1,28 @@
 """Data: find and read the files, encode them into a cache, serve them as batches.
 
-`prepare_data` (prepare.py), `stale_reason` (cache.py) and the data report (report.py) need no
-torch, so `llmkit prepare` starts quickly; the datasets and the DataModule, which do, are
-imported on first use.
+Every name here is imported on first use: `llmkit prepare` needs no torch, and
+`llmkit.data.sources` (the one reader of documents, which the tokenizer trainer uses too)
+imports nothing but the config.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmkit.data.prepare import PreparedData, load_prepared, prepare_data, stale_reason
-from llmkit.data.report import DataReport
-
 if TYPE_CHECKING:
+    from llmkit.data.cache import PreparedData, load_prepared, stale_reason
     from llmkit.data.lm import LMTrainWindows, LMValWindows
     from llmkit.data.module import LlmkitDataModule
+    from llmkit.data.prepare import prepare_data
+    from llmkit.data.report import DataReport
     from llmkit.data.spans import SpanDataset, collate_spans
 
 _LAZY = {
+    "DataReport": "llmkit.data.report",
+    "PreparedData": "llmkit.data.cache",
+    "load_prepared": "llmkit.data.cache",
+    "prepare_data": "llmkit.data.prepare",
+    "stale_reason": "llmkit.data.cache",
     "LMTrainWindows": "llmkit.data.lm",
     "LMValWindows": "llmkit.data.lm",
     "LlmkitDataModule": "llmkit.data.module",

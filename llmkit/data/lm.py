@@ -19,19 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from llmkit.data.hashing import splitmix64
 from llmkit.errors import DataError
 from llmkit.tokenizer import check_token_ids
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    # A well-mixed 64-bit hash (splitmix64's finaliser): neighbouring sample indices get
-    # unrelated offsets.
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
 
 
 class _Ids:
@@ -109,7 +101,7 @@ class LMTrainWindows(IterableDataset):
         """Start offsets of the windows of global sample indices `samples`."""
         k = np.asarray(samples, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            h = _splitmix64(k * _GOLDEN + np.uint64(self.seed % 2**64))
+            h = splitmix64(k * _GOLDEN + np.uint64(self.seed % 2**64))
         return (h % np.uint64(self.n - self.block_size)).astype(np.int64)
 
     def windows(self, samples: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

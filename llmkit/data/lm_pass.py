@@ -7,16 +7,16 @@ batch at a time, and their ids are appended to the `.npy` files as they come.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
 from llmkit.data.npy import NpyFile, token_dtype
 from llmkit.data.pipeline import NpySink, Progress, Skips, encode_all, write_sides
@@ -45,9 +45,9 @@ class _LmPass:
 
 
 def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[SourceFile, str]],
-               progress: bool, log: Callable[[str], None]
-               ) -> tuple[dict[str, Any], DataReport]:
-    """Write the LM cache files in `folder`; the counts and the data report of them."""
+               progress: bool, log: Log
+               ) -> DataReport:
+    """Write the LM cache files in `folder`; its data report."""
     dtype = token_dtype(tok.vocab_size)
 
     def open_sink(stack: ExitStack, path: Path) -> NpySink:
@@ -78,14 +78,7 @@ def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[Sour
         overlap=overlap, overlap_windows=checked, overlap_sample=sample,
         skipped=dict(skips.counts),
     )
-    counts = {
-        "documents": {"train": result.train.documents, "val": result.val.documents},
-        "tokens": {"train": result.train.tokens, "val": result.val.tokens},
-        "bytes": {"train": result.train.bytes, "val": result.val.bytes},
-        "skipped": dict(skips.counts),
-        "skipped_total": sum(skips.counts.values()),
-    }
-    return counts, report
+    return report
 
 
 def _lm_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: HashSplit,

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from tqdm import tqdm
 
+from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
 from llmkit.data.npy import NpyWriter
 from llmkit.data.sources import BadLine, SourceFile
@@ -26,7 +27,6 @@ from llmkit.fsutil import atomic_path
 SHOW_SKIPPED = 10  # bad lines printed; all of them are counted and listed in skipped.jsonl
 PROGRESS_SECONDS = 2.0
 
-Log = Callable[[str], None]
 _T = TypeVar("_T")
 
 

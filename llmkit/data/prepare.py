@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import (
     CACHE_VERSION,
     META,
@@ -39,7 +39,6 @@ from llmkit.tokenizer import Tokenizer
 
 __all__ = ["PreparedData", "load_prepared", "prepare_data", "stale_reason"]
 
-Log = Callable[[str], None]
 
 
 def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: bool = True,
@@ -80,10 +79,10 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
     files = source_roles(cfg)
     sources = source_records(files)
     if cfg.project.task == "lm":
-        counts, report = prepare_lm(cfg, tok, folder, files, progress, log)
+        report = prepare_lm(cfg, tok, folder, files, progress, log)
         dtype: str | None = token_dtype(tok.vocab_size).name
     else:
-        counts, report = prepare_span(cfg, tok, folder, files, progress, log)
+        report = prepare_span(cfg, tok, folder, files, progress, log)
         dtype = None
     meta = {
         "version": CACHE_VERSION,
@@ -96,7 +95,6 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
         "sources": sources,
         "files": dict(zip(("train", "val"), file_names(cfg.project.task), strict=True),
                       skipped=SKIPPED),
-        "counts": counts,
         "report": report.to_dict(),
     }
     atomic_write_text(folder / META, json.dumps(meta, indent=2) + "\n")

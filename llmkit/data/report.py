@@ -1,4 +1,5 @@
-"""The data report: what `llmkit prepare` found, in numbers a user can act on.
+"""The data report: what `llmkit prepare` found, in numbers (verdicts on them are
+`llmkit.preflight`'s findings).
 
 Counts of documents and tokens per split, bytes per token, how much of the vocabulary the
 training data uses (a tokenizer much bigger than the data leaves rows of the embedding
@@ -22,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from llmkit.data.hashing import splitmix64
 from llmkit.data.npy import NpyFile
 
 WINDOW = 32  # tokens per window of the overlap estimate
 MAX_TRAIN_WINDOWS = 1 << 21  # hashes kept from the training data (16 MiB of uint64)
 CHUNK = 1 << 20  # tokens read from a memmap at a time (~40 MB of temporaries)
-VOCAB_USE_WARN = 0.5  # warn when less of the vocabulary than this occurs in train
-OVERLAP_WARN = 0.05  # warn when more val windows than this occur in train
 
 _P = np.uint64(0x100000001B3)  # multiplier of the polynomial rolling hash (FNV prime)
 
@@ -89,36 +89,6 @@ class DataReport:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in names})
 
-    def warnings(self) -> list[str]:
-        """Problems worth a warning before training; empty when the data looks sound."""
-        out = []
-        if self.vocab_use < VOCAB_USE_WARN:
-            out.append(
-                f"only {self.vocab_used} of {self.vocab_size} token ids "
-                f"({self.vocab_use:.0%}) occur in the training data: the rest of the "
-                f"embedding never trains; lower tokenizer.vocab_size and run `llmkit "
-                f"tokenizer` (or use tokenizer.kind: char for data with few distinct "
-                f"characters), or add data"
-            )
-        if self.overlap is not None and self.overlap > OVERLAP_WARN:
-            out.append(
-                f"{self.overlap:.0%} of validation text also occurs verbatim in the training "
-                f"text: validation loss will look better than the model is; remove the "
-                f"duplicates or choose validation files that differ"
-            )
-        if self.duplicate_val_texts:
-            out.append(
-                f"{self.duplicate_val_texts} of {self.documents_val} validation examples have "
-                f"a text that is also in the training data; remove the duplicates"
-            )
-        if self.widened_spans:
-            out.append(
-                f"{self.widened_spans} spans start or end inside a token: the model predicts "
-                f"whole tokens, so these can never match exactly (a char tokenizer, or spans "
-                f"on word boundaries, avoid this)"
-            )
-        return out
-
     def format(self) -> str:
         """A few aligned lines for the console."""
         unit = "examples" if self.task == "span" else "documents"
@@ -149,12 +119,14 @@ class DataReport:
             if self.duplicate_val_texts is not None:
                 lines.append(f"  {'val duplicates':<16} {self.duplicate_val_texts:,} val "
                              f"texts also in train")
+            if self.widened_spans:
+                lines.append(f"  {'widened spans':<16} {self.widened_spans:,} spans start or "
+                             f"end inside a token (widened to whole tokens)")
         if self.skipped:
             total = sum(self.skipped.values())
             kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.skipped.items(),
                                                              key=lambda kv: -kv[1]))
             lines.append(f"  {'skipped':<16} {total:,} lines: {kinds}")
-        lines.extend(f"  warning: {w}" for w in self.warnings())
         return "\n".join(lines)
 
 
@@ -165,15 +137,6 @@ def vocab_counts(ids: np.ndarray | NpyFile, vocab_size: int, chunk: int = CHUNK)
         part = np.asarray(ids[lo:lo + chunk])
         counts += np.bincount(part, minlength=vocab_size)[:vocab_size]
     return counts
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    # splitmix64's finaliser: spreads the polynomial hash so that `h % sample` is uniform.
-    h = h ^ (h >> np.uint64(30))
-    h = h * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(27))
-    h = h * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
 
 
 def window_hashes(ids: np.ndarray | NpyFile, eos_id: int, window: int = WINDOW, sample: int = 1,
@@ -190,7 +153,7 @@ def window_hashes(ids: np.ndarray | NpyFile, eos_id: int, window: int = WINDOW, 
         with np.errstate(over="ignore"):  # the hash lives modulo 2**64 on purpose
             for j in range(window):
                 h = h * _P + a[j:j + m]
-            h = _mix(h)
+            h = splitmix64(h)
         eos = np.concatenate([[0], np.cumsum(a == eos_id)])
         keep = eos[window:window + m] == eos[:m]  # no EOS inside the window
         if sample > 1:

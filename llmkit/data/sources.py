@@ -127,12 +127,15 @@ def _source_file(cfg: Config, path: Path, key: str) -> SourceFile:
             f"{key}: {name} is a {suffix} file; llmkit reads plain text (.txt) and JSON Lines "
             f"(.jsonl): decompress or convert it, or narrow the glob in {key}"
         )
-    fmt: Format
-    if cfg.data.format == "auto":
-        fmt = "jsonl" if suffix in JSONL_SUFFIXES else "text"
-    else:
-        fmt = cfg.data.format
-    return SourceFile(path=path, name=name, format=fmt, size=path.stat().st_size)
+    return SourceFile(path=path, name=name, format=file_format(path, cfg.data.format),
+                      size=path.stat().st_size)
+
+
+def file_format(path: Path, data_format: str) -> Format:
+    """How a file is read: as `data.format` says, or under "auto" by its suffix."""
+    if data_format != "auto":
+        return "jsonl" if data_format == "jsonl" else "text"
+    return "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "text"
 
 
 def resolve_sources(cfg: Config) -> tuple[list[SourceFile], list[SourceFile]]:
@@ -235,17 +238,20 @@ def iter_jsonl_documents(f: SourceFile, text_field: str, on_bytes: ProgressFn | 
         if isinstance(item, BadLine):
             yield item
             continue
-        where, obj = item
-        text = obj.get(text_field)
-        if text_field not in obj:
-            yield BadLine(where, "missing text", missing_field(text_field, obj))
-        elif not isinstance(text, str):
-            yield BadLine(where, "text not a string",
-                          f"{text_field!r} is {type(text).__name__}, not a string")
-        elif not text.strip():
-            yield BadLine(where, "empty text", f"{text_field!r} is empty or only whitespace")
-        else:
-            yield Document(text, where)
+        yield document_of(*item, text_field)
+
+
+def document_of(where: str, obj: dict[str, Any], text_field: str) -> Document | BadLine:
+    """The document in one JSON object's `text_field`, or why it has none."""
+    text = obj.get(text_field)
+    if text_field not in obj:
+        return BadLine(where, "missing text", missing_field(text_field, obj))
+    if not isinstance(text, str):
+        return BadLine(where, "text not a string",
+                       f"{text_field!r} is {type(text).__name__}, not a string")
+    if not text.strip():
+        return BadLine(where, "empty text", f"{text_field!r} is empty or only whitespace")
+    return Document(text, where)
 
 
 def missing_field(text_field: str, obj: dict[str, Any]) -> str:

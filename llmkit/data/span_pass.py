@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
+from llmkit.data.hashing import digest64
 from llmkit.data.pipeline import JsonlSink, Progress, Skips, encode_all, write_sides
 from llmkit.data.report import DataReport
 from llmkit.data.sources import BadLine, SourceFile, display_name, iter_jsonl
@@ -45,9 +45,9 @@ class _SpanPass:
 
 
 def prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
-                 files: list[tuple[SourceFile, str]], progress: bool, log: Callable[[str], None]
-                 ) -> tuple[dict[str, Any], DataReport]:
-    """Write the span cache files in `folder`; the counts and the data report of them."""
+                 files: list[tuple[SourceFile, str]], progress: bool, log: Log
+                 ) -> DataReport:
+    """Write the span cache files in `folder`; its data report."""
     for f, _ in files:
         if f.format != "jsonl":
             raise DataError(
@@ -82,16 +82,7 @@ def prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
         nospan_train=result.train.nospan, nospan_val=result.val.nospan,
         duplicate_val_texts=dup, widened_spans=result.train.widened + result.val.widened,
     )
-    counts = {
-        "examples": {"train": result.train.examples, "val": result.val.examples},
-        "tokens": {"train": result.train.tokens, "val": result.val.tokens},
-        "bytes": {"train": result.train.bytes, "val": result.val.bytes},
-        "nospan": {"train": result.train.nospan, "val": result.val.nospan},
-        "widened_spans": result.train.widened + result.val.widened,
-        "skipped": dict(skips.counts),
-        "skipped_total": sum(skips.counts.values()),
-    }
-    return counts, report
+    return report
 
 
 def _span_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: HashSplit,
@@ -132,10 +123,6 @@ def _span_key(item: SpanInput, split: HashSplit) -> bytes:
     return b"text:" + item.text.encode("utf-8")
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-
-
 def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanInput, bool, int]],
                        *, out: dict[str, JsonlSink], skips: Skips, result: _SpanPass) -> None:
     batch = list(batch)
@@ -160,9 +147,9 @@ def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanIn
         side.nospan += ex.char_span is None
         side.widened += ex.widened
         if is_val:
-            result.val_texts.append(_digest(inp.text))
+            result.val_texts.append(digest64(inp.text.encode("utf-8")))
         else:
-            result.train_texts.add(_digest(inp.text))
+            result.train_texts.add(digest64(inp.text.encode("utf-8")))
             train_ids.append(ex.ids)
     if train_ids and result.vocab is not None:
         flat = np.fromiter(itertools.chain.from_iterable(train_ids), dtype=np.int64)

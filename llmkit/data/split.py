@@ -9,13 +9,10 @@ side empty, the pass is redone with one document moved (`check_sides`).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-
+from llmkit.console import Log
+from llmkit.data.hashing import digest64
 from llmkit.data.sources import SourceFile
 from llmkit.errors import DataError
-
-Log = Callable[[str], None]
 
 
 class HashSplit:
@@ -32,7 +29,7 @@ class HashSplit:
         self.by_trace = False  # span data: set when a line has a trace_id
 
     def is_val(self, key: bytes) -> bool:
-        b = int.from_bytes(hashlib.blake2b(self._salt + key, digest_size=8).digest(), "little")
+        b = int.from_bytes(digest64(self._salt + key), "little")
         self.lowest = b if self.lowest is None else min(self.lowest, b)
         self.highest = b if self.highest is None else max(self.highest, b)
         if b == self.force_val:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.data.report import DataReport
+from llmkit.inference import Trained
 from llmkit.metrics.lm import bits_per_token
-from llmkit.models.trained import Trained
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from llmkit.errors import LlmkitError
-from llmkit.models.trained import Trained
+from llmkit.inference import Trained
 from llmkit.tokenizer import EOS_ID
 
 TOLERANCE = 1e-4

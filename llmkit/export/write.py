@@ -18,7 +18,7 @@ from llmkit.export.card import model_card, training_record
 from llmkit.export.span import span_config, span_tensors
 from llmkit.export.tokenizer_files import write_tokenizer_files
 from llmkit.fsutil import atomic_dir, atomic_path, atomic_write_text
-from llmkit.models.trained import Trained
+from llmkit.inference import Trained
 from llmkit.tokenizer import EOS_ID, PAD_ID
 
 

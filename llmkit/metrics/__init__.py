@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmkit.metrics.highlight import mark_spans, render_span_sample
-from llmkit.metrics.lm import bits_per_byte, bits_per_token, perplexity
+from llmkit.metrics.lm import bits_per_token, perplexity
 from llmkit.metrics.spans import (
     SpanScores,
     check_span,
@@ -15,7 +15,6 @@ from llmkit.metrics.spans import (
 
 __all__ = [
     "SpanScores",
-    "bits_per_byte",
     "bits_per_token",
     "check_span",
     "exact_match",

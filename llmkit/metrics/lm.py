@@ -8,7 +8,6 @@ caller sees it rather than a crash in the logging path.
 from __future__ import annotations
 
 import math
-import operator
 
 _LN2 = math.log(2.0)
 
@@ -46,23 +45,3 @@ def perplexity(mean_ce_nats: float) -> float:
         return math.exp(ce)
     except OverflowError:
         return math.inf
-
-
-def bits_per_byte(total_ce_nats: float, n_bytes: int) -> float:
-    """Bits per UTF-8 byte of text: `total_ce_nats / ln 2 / n_bytes`.
-
-    Unlike bits per token this does not depend on the tokenizer, so runs with different
-    vocabularies can be compared. `total_ce_nats` is the *summed* loss over the tokens
-    that encode those `n_bytes` bytes, not the mean.
-
-    Raises:
-        ValueError: `total_ce_nats` is negative or `n_bytes` is not a positive integer.
-    """
-    total = _as_nats(total_ce_nats, "total cross-entropy")
-    try:
-        count = operator.index(n_bytes)  # ints, numpy ints; not floats
-    except TypeError:
-        count = 0
-    if count <= 0:
-        raise ValueError(f"n_bytes must be a positive integer, got {n_bytes!r}")
-    return total / _LN2 / count

@@ -10,6 +10,7 @@ from llmkit.models.gpt import (
     TrunkOutput,
     check_sampling,
     configure_optimizer_groups,
+    count_parameters,
     param_counts,
     sample_next,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "TrunkOutput",
     "check_sampling",
     "configure_optimizer_groups",
+    "count_parameters",
     "decode_spans",
     "param_counts",
     "sample_next",

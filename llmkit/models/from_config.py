@@ -14,13 +14,13 @@ from llmkit.tokenizer import Tokenizer
 
 def gpt_config(cfg: Config, tok: Tokenizer) -> GPTConfig:
     """The model shape, with the vocabulary size checked against the tokenizer."""
-    m = cfg.model
-    if m.vocab_size != tok.vocab_size:  # ensure_tokenizer syncs; this guards direct callers
+    model = cfg.model
+    if model.vocab_size != tok.vocab_size:  # ensure_tokenizer syncs; this guards direct callers
         raise VocabMismatchError(
-            f"model.vocab_size is {m.vocab_size} but {cfg.tokenizer.path} has "
+            f"model.vocab_size is {model.vocab_size} but {cfg.tokenizer.path} has "
             f"{tok.vocab_size} tokens; run `llmkit tokenizer` (or `llmkit train`, which "
             f"syncs it) so that the config matches the tokenizer")
-    return GPTConfig(vocab_size=tok.vocab_size, n_layer=m.n_layer, n_head=m.n_head,
-                     n_embd=m.n_embd, block_size=m.block_size, dropout=m.dropout,
-                     bias=m.bias, causal=cfg.project.task == "lm",
-                     pad_vocab_multiple=m.pad_vocab_multiple)
+    return GPTConfig(vocab_size=tok.vocab_size, n_layer=model.n_layer, n_head=model.n_head,
+                     n_embd=model.n_embd, block_size=model.block_size, dropout=model.dropout,
+                     bias=model.bias, causal=cfg.project.task == "lm",
+                     pad_vocab_multiple=model.pad_vocab_multiple)

@@ -223,7 +223,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         # Each residual branch adds to the stream 2 * n_layer times in total; scaling its
         # output projection keeps the stream's variance from growing with depth (GPT-2).
         for name, p in self.named_parameters():
@@ -328,7 +328,7 @@ class GPT(nn.Module):
         return allowed.tril(diagonal=start)[None, None]  # (1, 1, T, start + T)
 
 
-def _init_weights(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
     """GPT-2 init: N(0, 0.02) for Linear and Embedding weights, zero biases."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -494,10 +494,15 @@ def param_counts(cfg: GPTConfig) -> tuple[int, int]:
     costs no memory even for large configs.
     """
     with torch.device("meta"):
-        model = GPT(cfg)
+        return count_parameters(GPT(cfg))
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, non_embedding) parameters of a GPT trunk, or of a model holding one as
+    `.transformer`; a tied head is one parameter with the embedding, so counted once."""
+    trunk = model if isinstance(model, GPT) else model.transformer
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.wte.weight.numel() + model.wpe.weight.numel()
-    return total, total - embedding
+    return total, total - trunk.wte.weight.numel() - trunk.wpe.weight.numel()
 
 
 def configure_optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:

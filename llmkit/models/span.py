@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from llmkit.models.gpt import GPT, GPTConfig, _init_weights
+from llmkit.models.gpt import GPT, GPTConfig, init_weights
 
 
 class SpanModel(nn.Module):
@@ -26,7 +26,7 @@ class SpanModel(nn.Module):
         self.config = cfg
         self.transformer = GPT(cfg)
         self.span_head = nn.Linear(cfg.n_embd, 2, bias=cfg.bias)
-        _init_weights(self.span_head)
+        init_weights(self.span_head)
 
     def forward(
         self, ids: torch.Tensor, mask: torch.Tensor | None = None

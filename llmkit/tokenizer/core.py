@@ -30,6 +30,10 @@ BOS_ID = 1
 EOS_ID = 2
 UNK_ID = 3  # char kind only
 UNK_TOKEN = "<unk>"  # char kind only; shown as U+FFFD by `decode`
+# Ids that exist whatever the data holds: pad, bos, eos, and unk for the char kind.
+SPECIAL_IDS = {"bpe": 3, "char": 4}
+# Byte-level BPE starts from one token per byte plus the specials.
+MIN_BPE_VOCAB = SPECIAL_IDS["bpe"] + 256
 
 KINDS = ("bpe", "char")
 # tokenizers' model type -> llmkit kind; the inverse is how train.py builds each kind.

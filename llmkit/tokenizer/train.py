@@ -21,9 +21,18 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from llmkit.data.sources import BadLine, SourceFile, file_format, iter_jsonl_documents
 from llmkit.errors import TokenizerError
 from llmkit.fsutil import atomic_write_text
-from llmkit.tokenizer.core import BOS_ID, EOS_ID, KINDS, PAD_ID, UNK_TOKEN, Tokenizer
+from llmkit.tokenizer.core import (
+    BOS_ID,
+    EOS_ID,
+    KINDS,
+    MIN_BPE_VOCAB,
+    PAD_ID,
+    UNK_TOKEN,
+    Tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,6 @@ log = logging.getLogger(__name__)
 _BATCH_CHARS = 1 << 13
 _BYTE_ALPHABET = frozenset(pre_tokenizers.ByteLevel.alphabet())
 # Every byte is a token, so a bpe vocabulary can never be smaller than this.
-_MIN_BPE_VOCAB = 3 + len(_BYTE_ALPHABET)
 
 
 def train_tokenizer(
@@ -64,8 +72,8 @@ def train_tokenizer(
         min_frequency: a bpe merge must occur this often to be learned. Ignored for "char".
         bos, eos, pad: the special tokens' strings; they get ids 1, 2 and 0.
         text_field: the field holding the text in JSONL lines.
-        data_format: "auto" (by suffix: `.jsonl` is JSONL, anything else text), "text"
-            or "jsonl".
+        data_format: "auto" (by suffix, as for `llmkit prepare`: `.jsonl` and `.ndjson`
+            are JSONL, anything else text), "text" or "jsonl".
         show_progress: show the bpe trainer's progress bar.
 
     Raises:
@@ -108,11 +116,11 @@ def _check_args(
         raise TokenizerError(f"tokenizer kind {kind!r} is not one of {', '.join(KINDS)}")
     if data_format not in ("auto", "text", "jsonl"):
         raise TokenizerError(f"data format {data_format!r} is not one of auto, text, jsonl")
-    if kind == "bpe" and vocab_size < _MIN_BPE_VOCAB:
+    if kind == "bpe" and vocab_size < MIN_BPE_VOCAB:
         raise TokenizerError(
             f"tokenizer vocab_size {vocab_size} is too small for byte-level BPE, which needs "
-            f"at least {_MIN_BPE_VOCAB} (3 special tokens + 256 bytes); ask for "
-            f"{_MIN_BPE_VOCAB} or more, or use kind 'char'"
+            f"at least {MIN_BPE_VOCAB} (3 special tokens + 256 bytes); ask for "
+            f"{MIN_BPE_VOCAB} or more, or use kind 'char'"
         )
     if len(set(specials)) != len(specials) or not all(specials):
         raise TokenizerError(
@@ -199,6 +207,7 @@ def _check_collisions(specials: tuple[str, ...], tokens: set[str] | frozenset[st
 class _Skipped:
     count: int = 0
     first_line: int = 0
+    first_reason: str = ""
 
 
 @dataclass
@@ -229,27 +238,24 @@ class _Reader:
             yield batch
 
     def _texts(self, path: Path) -> Iterator[str]:
-        jsonl = self.data_format == "jsonl" or (
-            self.data_format == "auto" and path.suffix.lower() == ".jsonl"
-        )
+        if file_format(path, self.data_format) == "jsonl":
+            # The reader `llmkit prepare` uses: the same suffixes, field and bad-line rules.
+            f = SourceFile(path=path, name=str(path), format="jsonl", size=path.stat().st_size)
+            for item in iter_jsonl_documents(f, self.text_field):
+                if isinstance(item, BadLine):
+                    self._skip(path, item)
+                else:
+                    yield item.text
+            return
         lines = 0
         try:
-            with path.open(encoding="utf-8", newline="") as f:
-                if jsonl:
-                    # A JSON record is parsed whole, so its line cannot be read in pieces.
-                    for lines, line in enumerate(f, 1):
-                        text = self._field(line)
-                        if text is None:
-                            if line.strip():  # blank lines are not records, not mistakes
-                                self._skip(path, lines)
-                        elif text:
-                            yield text
-                else:
-                    # readline(n) returns at most n characters: a file with one huge line
-                    # is read in pieces too (a word cut in two barely changes the merges).
-                    for piece in iter(partial(f.readline, _BATCH_CHARS), ""):
-                        lines += piece.endswith("\n")
-                        yield piece
+            with path.open(encoding="utf-8", newline="") as fh:
+                # Plain text is read whole, newlines included (documents keep their inner
+                # newlines). readline(n) returns at most n characters: a file with one huge
+                # line is read in pieces too (a word cut in two barely changes the merges).
+                for piece in iter(partial(fh.readline, _BATCH_CHARS), ""):
+                    lines += piece.endswith("\n")
+                    yield piece
         except UnicodeDecodeError as e:
             raise TokenizerError(
                 f"{path} is not UTF-8 text ({e.reason} after line {lines}); convert it to "
@@ -258,22 +264,15 @@ class _Reader:
         except OSError as e:
             raise TokenizerError(f"cannot read {path} ({e.strerror}); check data.train") from None
 
-    def _field(self, line: str) -> str | None:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            return None
-        text = record.get(self.text_field) if isinstance(record, dict) else None
-        return text if isinstance(text, str) else None
-
-    def _skip(self, path: Path, line: int) -> None:
-        entry = self.skipped.setdefault(path, _Skipped(first_line=line))
+    def _skip(self, path: Path, bad: BadLine) -> None:
+        line = int(bad.source.rsplit(":", 1)[1])
+        entry = self.skipped.setdefault(path, _Skipped(first_line=line, first_reason=bad.reason))
         entry.count += 1
 
     def skipped_summary(self) -> str:
         return "; ".join(
-            f"{s.count} line(s) of {p} skipped, first at line {s.first_line}: not a JSON "
-            f"object with a string field {self.text_field!r}"
+            f"{s.count} line(s) of {p} skipped, first at line {s.first_line}: "
+            f"{s.first_reason}"
             for p, s in self.skipped.items()
         )
 

@@ -79,7 +79,7 @@ def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Call
         stop_at: stop after this many optimizer steps, keeping `training.max_steps` as the
             length of the learning-rate schedule (a 2N-step run stopped at N).
     """
-    t = cfg.training
+    training = cfg.training
     ckpt_dir = Path(logger.log_dir) / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-step{step:06d}", monitor="val/loss",
                            mode="min", save_top_k=1, auto_insert_metric_name=False)
@@ -88,17 +88,17 @@ def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Call
         extra.append(TQDMProgressBar(refresh_rate=cfg.logging.log_every_steps))
     return L.Trainer(
         accelerator="auto",
-        devices=t.devices,
-        num_nodes=t.num_nodes,
+        devices=training.devices,
+        num_nodes=training.num_nodes,
         strategy=_strategy(cfg),
-        precision=resolve_precision(t.precision),
-        max_steps=stop_at if stop_at is not None else t.max_steps,
+        precision=resolve_precision(training.precision),
+        max_steps=stop_at if stop_at is not None else training.max_steps,
         max_epochs=-1,
-        accumulate_grad_batches=t.grad_accum,
-        gradient_clip_val=t.grad_clip or None,
-        val_check_interval=t.val_every_steps * t.grad_accum,  # counted in batches
+        accumulate_grad_batches=training.grad_accum,
+        gradient_clip_val=training.grad_clip or None,
+        val_check_interval=training.val_every_steps * training.grad_accum,  # counted in batches
         check_val_every_n_epoch=None,
-        limit_val_batches=t.val_batches,
+        limit_val_batches=training.val_batches,
         num_sanity_val_steps=1,
         logger=logger,
         callbacks=[*callbacks, *extra],

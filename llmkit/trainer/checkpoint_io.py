@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from llmkit.fsutil import atomic_path
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a temporary file and rename it into place.
+    """Write each checkpoint through `fsutil.atomic_path` (unique temporary name, fsync, rename).
 
     A crash or Ctrl-C while saving leaves the previous checkpoint intact, never half a file.
     """
@@ -20,9 +21,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                         storage_options: Any | None = None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)

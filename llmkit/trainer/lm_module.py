@@ -27,14 +27,14 @@ class LMModule(TaskModule):
         self._val_sum: torch.Tensor | None = None
         self._val_count = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.model(x, all_logits=True)
-        return logits
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
         _, loss = self.model(x, y, label_smoothing=self.cfg.training.label_smoothing)
-        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=x.size(0))
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch[0].size(0))
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -1,24 +1,24 @@
 """A trained checkpoint back in its LightningModule, for code that wants the module.
 
-The checkpoint is read, checked and loaded once, by `llmkit.models.trained.load_model` (the
+The checkpoint is read, checked and loaded once, by `llmkit.inference.load_model` (the
 Lightning-free loader that generate, predict, eval and export use); this only puts the
 loaded model into the task's LightningModule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from llmkit.config import Config
-from llmkit.models.trained import load_model
+from llmkit.console import Log
+from llmkit.inference import load_model
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.build import build_module
 from llmkit.trainer.task import TaskModule
 
 
 def load_trained(cfg: Config, checkpoint: Path | None = None,
-                 log: Callable[[str], None] = print) -> tuple[Config, Tokenizer, TaskModule, Path]:
+                 log: Log = print) -> tuple[Config, Tokenizer, TaskModule, Path]:
     """The project's tokenizer and a module with the checkpoint's weights, in eval mode.
 
     The checkpoint must have been trained with this tokenizer and model shape (checked

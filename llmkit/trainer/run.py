@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
 from llmkit.config import load_config
+from llmkit.console import Log, quiet
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
 from llmkit.preflight import preflight_warnings
@@ -23,7 +23,7 @@ __all__ = ["RunResult", "TrainingInterrupted", "train"]
 
 
 def train(root: Path, overrides: list[str] | None = None, *, resume: bool = False,
-          stop_at: int | None = None, log: Callable[[str], None] = print,
+          stop_at: int | None = None, log: Log = print,
           progress: bool = True, extra_callbacks: list[L.Callback] | None = None) -> RunResult:
     """Train the project at `root`.
 
@@ -36,7 +36,7 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         extra_callbacks: more Lightning callbacks (benchmarks, experiments).
     """
     if rank_zero_only.rank != 0:
-        log = _quiet  # DDP starts this command again for each other rank: rank 0 reports
+        log = quiet  # DDP starts this command again for each other rank: rank 0 reports
     cfg = load_config(root, overrides or [])
     resume_run = run_to_resume(cfg) if resume else None  # fail before the slow steps
     L.seed_everything(cfg.project.seed, workers=True, verbose=False)
@@ -74,6 +74,3 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         raise TrainingInterrupted.at(trainer.global_step, callbacks.last) from None
     return RunResult.from_trainer(trainer, run_dir, callbacks.last, [callbacks.overfit.summary()])
 
-
-def _quiet(_: str) -> None:
-    pass

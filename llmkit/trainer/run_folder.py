@@ -17,6 +17,7 @@ from llmkit.checkpoint import (
 )
 from llmkit.config import Config
 from llmkit.errors import CheckpointError
+from llmkit.fsutil import atomic_path, atomic_write_text
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.task import TaskModule
 
@@ -42,6 +43,7 @@ def resume_point(run: Path, cfg: Config, module: TaskModule, tok: Tokenizer
 def save_run_config(cfg: Config, run_dir: Path) -> None:
     """A copy of the user's file and of the resolved config go into every run folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(cfg.file, run_dir / "llmkit.yaml")
-    resolved = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    (run_dir / "config.resolved.yaml").write_text(resolved, encoding="utf-8")
+    with atomic_path(run_dir / "llmkit.yaml") as tmp:
+        shutil.copyfile(cfg.file, tmp)
+    atomic_write_text(run_dir / "config.resolved.yaml",
+                      yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -32,13 +32,13 @@ class SpanModule(TaskModule):
         self.val_predictions: dict[int, tuple[tuple[int, int], float]] = {}
         self._val_loss: list[torch.Tensor] = []
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor):
-        return self.model(ids, mask)
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        start_logits, end_logits = self.model(batch["ids"], batch["mask"])
+        return span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"],
+                         label_smoothing=self.cfg.training.label_smoothing)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int):
-        start_logits, end_logits = self.model(batch["ids"], batch["mask"])
-        loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"],
-                         label_smoothing=self.cfg.training.label_smoothing)
+        loss = self.training_loss(batch)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["ids"].size(0))
         return loss
 

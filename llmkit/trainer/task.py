@@ -26,6 +26,12 @@ class TaskModule(L.LightningModule):
         self.cfg = cfg
         self.meta = meta
 
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The task's loss of one training batch, as training computes it (label smoothing
+        included). The one "batch -> loss" of the task: the training step, the NaN guard's
+        re-run and `llmkit smoke` all call it."""
+        raise NotImplementedError
+
     def configure_optimizers(self):
         fused = self.device.type == "cuda"
         optimizer, scheduler = build_optimizer(self.model, self.cfg.training, fused=fused)

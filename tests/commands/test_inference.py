@@ -15,7 +15,7 @@ import torch
 from llmkit.commands.generate import generate_text
 from llmkit.commands.predict import predict_spans
 from llmkit.errors import LlmkitError
-from llmkit.models.trained import inference_dtype, resolve_device
+from llmkit.inference import inference_dtype, resolve_device
 
 _MODULES_AFTER = """
 import json, sys

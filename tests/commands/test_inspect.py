@@ -27,7 +27,7 @@ from llmkit.inspect.inspect_page import html_page
 from llmkit.inspect.inspect_report import read_inspect_report, validate_inspect_report
 from llmkit.inspect.report import ReportError, dumps, loads_strict
 from llmkit.inspect.telemetry import Sampling
-from llmkit.models.trained import load_model
+from llmkit.inference import load_model
 
 PROMPT = "the king <b>&"
 

@@ -59,8 +59,8 @@ def test_split_is_by_document_and_deterministic(tiny_project, project_tokenizer,
     assert sorted(train_docs + val_docs) == sorted(all_docs)  # every document, once
     assert not set(train_docs) & set(val_docs)
     assert 0 < len(val_docs) < len(train_docs)
-    assert prepared.meta["counts"]["documents"] == {"train": len(train_docs),
-                                                    "val": len(val_docs)}
+    report = prepared.report
+    assert (report.documents_train, report.documents_val) == (len(train_docs), len(val_docs))
 
     again = prepare_data(cfg, tok, force=True, progress=False, log=quiet)
     assert documents(tok, np.load(again.val)) == val_docs
@@ -96,11 +96,11 @@ def test_meta_json_records_what_shaped_the_cache(tiny_project, project_tokenizer
     data = cfg.path("data/train.txt").read_bytes()
     assert src["name"] == "data/train.txt" and src["size"] == len(data)
     assert src["sha256"] == hashlib.sha256(data).hexdigest()
-    counts = meta["counts"]
-    assert counts["tokens"]["train"] == len(np.load(prepared.train))
+    report = meta["report"]  # one record of the counts (no second copy in meta.json)
+    assert "counts" not in meta
+    assert report["tokens_train"] == len(np.load(prepared.train))
     docs = data.decode().strip("\n").split("\n\n")
-    assert counts["bytes"]["train"] + counts["bytes"]["val"] == sum(len(d) for d in docs)
-    assert meta["report"]["tokens_train"] == counts["tokens"]["train"]
+    assert report["bytes_train"] + report["bytes_val"] == sum(len(d) for d in docs)
     # Nothing half-written is left behind.
     assert sorted(p.name for p in prepared.cache_dir.iterdir()) == [
         "meta.json", "skipped.jsonl", "train.npy", "val.npy"]
@@ -179,7 +179,7 @@ def test_hash_split_never_leaves_val_empty(tiny_project, project_tokenizer):
     tok = project_tokenizer(cfg)
     logged: list[str] = []
     prepared = prepare_data(cfg, tok, progress=False, log=logged.append)
-    assert prepared.meta["counts"]["documents"] == {"train": 2, "val": 1}
+    assert (prepared.report.documents_train, prepared.report.documents_val) == (2, 1)
     assert any("none of the 3 documents fell in the validation split" in m for m in logged)
 
 
@@ -202,8 +202,8 @@ def test_jsonl_bad_lines_counted_and_listed(tiny_project, project_tokenizer):
     logged: list[str] = []
     prepared = prepare_data(cfg, tok, progress=False, log=logged.append)
 
-    assert prepared.meta["counts"]["documents"]["train"] == 3
-    assert prepared.meta["counts"]["skipped"] == {
+    assert prepared.report.documents_train == 3
+    assert prepared.report.skipped == {
         "invalid JSON": 1, "missing text": 1, "text not a string": 1, "empty text": 1}
     skipped = [json.loads(x) for x in (prepared.cache_dir / "skipped.jsonl").open()]
     assert [(s["source"], s["kind"]) for s in skipped] == [
@@ -221,7 +221,7 @@ def test_invalid_utf8_line_is_skipped_with_its_line(tiny_project, project_tokeni
     with open(cfg.path("data/train.txt"), "ab") as fh:
         fh.write(b"\nbad \xff byte\n")
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
-    assert prepared.meta["counts"]["skipped"] == {"not UTF-8": 1}
+    assert prepared.report.skipped == {"not UTF-8": 1}
     [bad] = [json.loads(x) for x in (prepared.cache_dir / "skipped.jsonl").open()]
     assert bad["source"] == "data/train.txt:5" and "0xff at column 5" in bad["reason"]
 

@@ -10,6 +10,8 @@ import pytest
 from llmkit.data import prepare_data
 from llmkit.data.spans import SpanExample
 from llmkit.errors import DataError
+from llmkit.models import GPTConfig
+from llmkit.preflight import preflight_warnings
 from llmkit.tokenizer import BOS_ID, EOS_ID, token_span_to_char_span
 
 
@@ -91,9 +93,9 @@ def test_every_bad_line_reported_and_every_good_line_kept(tiny_project, project_
         _, kind, reason = bad_lines[int(s["source"].rsplit(":", 1)[1])]
         assert s["kind"] == kind, s
         assert reason in s["reason"], s
-    counts = prepared.meta["counts"]
-    assert counts["examples"] == {"train": len(GOOD), "val": 1}
-    assert counts["skipped_total"] == len(bad_lines) == len(BAD) + 1
+    report = prepared.report
+    assert (report.documents_train, report.documents_val) == (len(GOOD), 1)  # examples
+    assert sum(report.skipped.values()) == len(bad_lines) == len(BAD) + 1
     # The console shows the first 10, in line order, and says where the rest are.
     shown = [m.strip() for m in logged if m.startswith("  data/train.jsonl:")]
     assert len(shown) == 10
@@ -149,8 +151,8 @@ def test_bpe_span_edges(tiny_project, project_tokenizer):
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
     examples = read_examples(prepared.train)
     assert all(tok.decode(e.ids[e.span[0]:e.span[1]]).strip() == "world" for e in examples)
-    assert prepared.meta["counts"]["skipped"] == {"span not covered by tokens": 1}
-    assert prepared.meta["counts"]["widened_spans"] == 1  # kept, but counted and warned
+    assert prepared.report.skipped == {"span not covered by tokens": 1}
+    assert prepared.report.widened_spans == 1  # kept, but counted and warned
     assert "inside a token" in prepared.report.format()
 
 
@@ -187,8 +189,12 @@ def test_val_duplicates_of_train_texts_are_counted(tiny_project, project_tokeniz
     prepared = prepare_data(cfg, tok, progress=False, log=logged.append)
     assert prepared.report.duplicate_val_texts == 1
     assert prepared.report.nospan_train == 1 and prepared.report.nospan_val == 1
-    assert any("1 of 2 validation examples have a text that is also in the training" in m
-               for m in logged)
+    # The report counts; the verdict is a finding, made in one place (llmkit.preflight).
+    gpt = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=32,
+                    causal=False)
+    logged += preflight_warnings(cfg, gpt, prepared.meta["report"])
+    assert any("1 of 2 validation examples (50.0%) have a text that is also in the training"
+               in m for m in logged)
 
 
 def test_text_files_are_refused_for_spans(tiny_project, project_tokenizer):

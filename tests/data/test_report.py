@@ -7,6 +7,8 @@ import numpy as np
 from llmkit.data import prepare_data
 from llmkit.data.npy import NpyFile
 from llmkit.data.report import WINDOW, DataReport, vocab_counts, window_overlap
+from llmkit.models import GPTConfig
+from llmkit.preflight import preflight_findings, preflight_warnings
 
 EOS = 2
 
@@ -55,7 +57,7 @@ def test_vocab_counts_in_chunks_match_bincount():
     assert counts.tolist() == np.bincount(ids, minlength=400).tolist()
 
 
-def test_report_format_and_warnings():
+def test_report_format_and_warnings(tiny_project):
     report = DataReport(task="lm", documents_train=10, documents_val=2, tokens_train=1010,
                         tokens_val=200, bytes_train=4000, bytes_val=800, vocab_size=1000,
                         vocab_used=120, overlap=0.4, overlap_windows=50)
@@ -64,8 +66,15 @@ def test_report_format_and_warnings():
     assert "bytes per token  4.00" in text  # 4000 bytes / (1010 tokens - 10 EOS)
     assert "120 of 1,000 ids occur in train (12.0%)" in text
     assert "40.0% of val 32-token windows also occur in train (50 checked)" in text
-    assert len(report.warnings()) == 2
-    assert "lower tokenizer.vocab_size" in text and "verbatim in the training text" in text
+    # The report prints numbers; the verdicts on them are findings, made in one place.
+    assert "warning" not in text
+    cfg = tiny_project(config={"tokenizer": {"kind": "bpe"}})
+    gpt = GPTConfig(vocab_size=1000, n_layer=2, n_head=2, n_embd=16, block_size=32)
+    findings = preflight_findings(cfg, gpt, report.to_dict())
+    assert {f.code for f in findings} >= {"vocab-unused", "val-overlap"}
+    lines = [f.format() for f in findings]
+    assert any("tokenizer.vocab_size" in w for w in lines)
+    assert any("verbatim in the training text" in w for w in lines)
     assert DataReport.from_dict(report.to_dict()) == report
 
 
@@ -79,7 +88,10 @@ def test_prepared_report_sees_val_copied_from_train(tiny_project, project_tokeni
     report = prepare_data(cfg, tok, progress=False, log=logged.append).report
     assert report.overlap == 1.0
     assert report.vocab_used == tok.vocab_size - 3  # all but PAD, BOS and UNK occur
-    assert any("100% of validation text also occurs verbatim" in m for m in logged)
+    gpt = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=32)
+    logged += preflight_warnings(cfg, gpt, report.to_dict())  # as prepare and train print
+    assert any("100.0% of validation text (" in m and "also occurs verbatim" in m
+               for m in logged)
 
     fresh = tiny_project(name="fresh", files={
         "data/train.txt": text, "data/val.txt": make_lm_text(n_docs=10, seed=99)},

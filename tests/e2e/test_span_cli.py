@@ -194,3 +194,15 @@ def test_eval_json_reports_the_best_checkpoints_logged_metrics(trained, llmkit, 
         logged = dict(events.scalars(tag)) if tag in events.scalar_tags else {}
         if best_step in logged:
             assert metrics[tag] == pytest.approx(logged[best_step], abs=1e-6), tag
+
+
+def test_predict_reads_the_text_field_the_config_names(trained, llmkit):
+    # data.text_field names the text in every JSON Lines file llmkit reads, --input too.
+    root = trained["root"]
+    texts = [row["text"] for row in trained["val"][:3]]
+    (root / "questions.jsonl").write_text(
+        "".join(json.dumps({"question": t, "text": 7}) + "\n" for t in texts), encoding="utf-8")
+    proc = llmkit("predict", "--input", "questions.jsonl", "--output", "answers.jsonl",
+                  "-o", "data.text_field=question", cwd=root)
+    assert "wrote 3 predictions" in proc.stdout
+    assert [r["text"] for r in read_jsonl(root / "answers.jsonl")] == texts

@@ -19,8 +19,8 @@ from llmkit.export import (
     verify_export,
     verify_span_export,
 )
+from llmkit.inference import load_model
 from llmkit.models import GPTConfig
-from llmkit.models.trained import load_model
 from llmkit.tokenizer import EOS_ID
 
 transformers = pytest.importorskip("transformers")

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from llmkit.export import export_model
-from llmkit.models.trained import load_model
+from llmkit.inference import load_model
 
 lm_eval_models = pytest.importorskip("lm_eval.models.huggingface")
 pytest.importorskip("transformers")

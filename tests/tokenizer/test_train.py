@@ -235,3 +235,18 @@ def test_hash_is_sha256_of_the_file_and_follows_changes(
         [_write(tmp_path / "o.txt", CORPUS + "Zebra\n")], tmp_path / "o.json", kind="char"
     )
     assert other.hash != char.hash
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson"])
+def test_json_lines_train_on_the_text_field_alone_whatever_the_suffix(tmp_path: Path,
+                                                                      suffix: str) -> None:
+    # `prepare` reads .jsonl and .ndjson as JSON Lines and encodes only data.text_field;
+    # the tokenizer must learn from the same text, not from the JSON around it.
+    rows = [{"body": f"abc {i % 3}", "id": "ZZZ", "meta": {"q": 1}} for i in range(50)]
+    data = tmp_path / f"train{suffix}"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tok = train_tokenizer([data], tmp_path / "tok.json", kind="char", vocab_size=256,
+                          text_field="body", show_progress=False)
+    vocab = HFTokenizer.from_file(str(tok.path)).get_vocab()
+    learned = set(vocab) - {"<pad>", "<bos>", "<eos>", "<unk>"}
+    assert learned == set("abc 012")  # no '{', '"', ':', 'Z', 'i', 'd', 'm', 'q'

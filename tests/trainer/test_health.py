@@ -150,3 +150,34 @@ def test_health_monitor_checks_its_arguments_and_needs_a_logger() -> None:
     trainer = SimpleNamespace(loggers=[])
     with pytest.raises(RuntimeError, match="no logger"):
         HealthMonitor(every_n_steps=1).setup(trainer, None, "fit")
+
+
+def test_the_guard_reruns_the_training_loss_with_its_label_smoothing(tmp_path: Path) -> None:
+    # Two token ids whose logits are -3e38, finite, and never in the data: plain
+    # cross-entropy ignores them, label smoothing averages their log-probabilities over
+    # the vocabulary and overflows to inf. Every layer is finite; only the loss is not, and
+    # the guard can say so only if its re-run computes the loss training computed.
+    raw = {"project": {"name": "toy", "seed": 0},
+           "model": {"size": "custom", "vocab_size": V, "n_layer": 2, "n_head": 2,
+                     "n_embd": 16, "block_size": T, "dropout": 0.0, "bias": True},
+           "training": {"batch_size": 4, "max_steps": 3, "lr": 1e-3, "warmup_steps": 0,
+                        "val_every_steps": 100, "val_batches": 1, "label_smoothing": 0.1}}
+    cfg = config_from_dict(raw, tmp_path)
+    L.seed_everything(0, verbose=False)
+    gpt = GPTConfig(vocab_size=V, n_layer=2, n_head=2, n_embd=16, block_size=T, bias=True)
+    module = LMModule(cfg, gpt, meta={})
+    with torch.no_grad():
+        ln_f = module.model.transformer.ln_f
+        ln_f.weight[0], ln_f.bias[0] = 0.0, 1.0  # feature 0 of the final norm is always 1
+        for k in (V - 2, V - 1):  # the head is tied to these embedding rows
+            module.model.transformer.wte.weight[k] = 0.0
+            module.model.transformer.wte.weight[k, 0] = -3e38
+    ids = torch.randint(0, V - 2, (12, T + 1), generator=torch.Generator().manual_seed(0))
+    data = DataLoader(TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=4)
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="toy", default_hp_metric=False)
+    trainer = build_trainer(cfg, logger, [NonFiniteGuard()], progress=False)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(module, train_dataloaders=data, val_dataloaders=DataLoader(
+            TensorDataset(ids[:4, :-1], ids[:4, 1:]), batch_size=4))
+    assert str(info.value).startswith("non-finite loss (inf) at step 1: every layer's output "
+                                      "was finite, the loss computation was not")

@@ -8,6 +8,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from llmkit.trainer.callbacks.steps import OptimizerSteps
+
 
 class LastCheckpoint(L.Callback):
     """Save `<dirpath>/last.ckpt` every `every_n_steps` optimizer steps and when stopped.
@@ -37,12 +39,12 @@ class LastCheckpoint(L.Callback):
         self.every_n_steps = every_n_steps
         self.saved_step = -1  # the step of the last save of this run (-1: none yet)
         self.interrupted = False
-        self._step_at_batch_start: int | None = None
+        self._steps = OptimizerSteps()
         self._updating = False  # between on_before_optimizer_step and the end of the batch
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
                              batch, batch_idx: int) -> None:
-        self._step_at_batch_start = trainer.global_step
+        self._steps.batch_started(trainer)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: torch.optim.Optimizer) -> None:
@@ -51,9 +53,7 @@ class LastCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs, batch, batch_idx: int) -> None:
         self._updating = False
-        step = trainer.global_step
-        stepped = step != self._step_at_batch_start  # False for a micro-batch that accumulates
-        if stepped and step % self.every_n_steps == 0:
+        if self._steps.stepped(trainer) and trainer.global_step % self.every_n_steps == 0:
             self._save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

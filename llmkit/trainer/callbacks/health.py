@@ -32,10 +32,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
-from llmkit.models import span_loss
-
-Log = Callable[[str], None]
 
 _FIX = ("lower training.lr, check the data around this step, or set training.grad_clip "
         "(e.g. 1.0)")
@@ -52,15 +50,6 @@ def _blocks(pl_module: L.LightningModule) -> nn.ModuleList:
         raise RuntimeError(f"{type(pl_module).__name__} has no `model.transformer.h` blocks; "
                            f"the health callbacks need a llmkit GPT model")
     return h
-
-
-def _first_tensor(out: Any) -> torch.Tensor | None:
-    """The main output of a module: a tensor, or the first tensor of a tuple (Block)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
 
 
 class HealthMonitor(L.Callback):
@@ -129,11 +118,8 @@ class HealthMonitor(L.Callback):
             self._handles.append(block.register_forward_hook(self._act_hook(i)))
 
     def _act_hook(self, i: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
-            x = _first_tensor(out)
-            if x is None:
-                return
-            x = x.detach()
+        def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            x = out.detach()  # a block returns one tensor: the residual stream after it
             # float32 accumulation without keeping a float32 copy of the activations
             rms = torch.linalg.vector_norm(x, dtype=torch.float32) / math.sqrt(x.numel())
             self._act.setdefault(i, []).append(rms)
@@ -276,10 +262,9 @@ class NonFiniteGuard(L.Callback):
         if bad_weight is not None:
             return (f"weight {bad_weight} was already non-finite (the previous step applied "
                     f"non-finite gradients)")
-        model = pl_module.model
         n_layer = len(_blocks(pl_module))
         for batch in batches:
-            first, loss_finite = _rerun(trainer, model, batch)
+            first, loss_finite = _rerun(trainer, pl_module, batch)
             if first is not None:
                 return f"activations first became non-finite in {_describe(first, n_layer)}"
             if loss_finite is False:  # None: the re-run itself failed
@@ -289,37 +274,28 @@ class NonFiniteGuard(L.Callback):
                 "under mixed precision, or a value that is not reproducible)")
 
 
-def _rerun(trainer: L.Trainer, model: nn.Module, batch: Any) -> tuple[str | None, bool | None]:
-    """Run `batch` through `model` with hooks; (first non-finite module, loss finite?)."""
+def _rerun(trainer: L.Trainer, pl_module: L.LightningModule, batch: Any
+           ) -> tuple[str | None, bool | None]:
+    """Run `batch` through the module's training loss with hooks; (first non-finite module,
+    loss finite?)."""
     order: list[str] = []
 
     def hook_for(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, out: Any) -> None:
-            x = _first_tensor(out)
-            if x is not None and not order and not bool(torch.isfinite(x).all()):
+        def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            if not order and not bool(torch.isfinite(out).all()):
                 order.append(name)
         return hook
 
-    handles = [m.register_forward_hook(hook_for(name)) for name, m in _watched(model)]
+    handles = [m.register_forward_hook(hook_for(name)) for name, m in _watched(pl_module.model)]
     try:
         with torch.no_grad(), trainer.precision_plugin.forward_context():
-            loss = _forward_loss(model, batch)
+            loss = pl_module.training_loss(batch)
     except Exception:  # the diagnosis must never hide the real error
         return None, None
     finally:
         for handle in handles:
             handle.remove()
     return (order[0] if order else None), bool(torch.isfinite(loss).all())
-
-
-def _forward_loss(model: nn.Module, batch: Any) -> torch.Tensor:
-    """The loss of one training batch: LM `(x, y)` windows, or a span batch dict."""
-    if isinstance(batch, dict):
-        start_logits, end_logits = model(batch["ids"], batch["mask"])
-        return span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
-    x, y = batch
-    _, loss = model(x, y)
-    return loss
 
 
 def _watched(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

@@ -16,15 +16,13 @@ loss tells the truth (DESIGN.md, problem 3). After each validation this callback
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 
+from llmkit.console import Log
 from llmkit.trainer.callbacks.logging import add_text
-
-Log = Callable[[str], None]
 
 TEXT_TAG = "overfit/warnings"
 SUMMARY_TAG = "overfit/summary"

@@ -17,6 +17,7 @@ from llmkit.metrics.highlight import (
 )
 from llmkit.metrics.spans import span_iou
 from llmkit.trainer.callbacks.logging import add_text
+from llmkit.trainer.callbacks.steps import OptimizerSteps
 
 
 def evenly_spaced(n_items: int, k: int) -> list[int]:
@@ -63,16 +64,16 @@ class LMSamples(L.Callback):
         self.temperature = temperature
         self.top_k = top_k
         self._logged_step = -1
-        self._step_at_batch_start: int | None = None
+        self._steps = OptimizerSteps()
         self.last_text: str | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_batch_start = trainer.global_step
+        self._steps.batch_started(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
-        if step == self._step_at_batch_start:
+        if not self._steps.stepped(trainer):
             return  # a micro-batch of a gradient accumulation: no optimizer step yet
+        step = trainer.global_step
         if step % self.every_n_steps == 0 and step != self._logged_step:
             self._sample(trainer, pl_module)
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 
 from llmkit.config import Config
-from llmkit.models import GPTConfig, param_counts
+from llmkit.console import Log
+from llmkit.models import GPTConfig
+from llmkit.sizing import model_params
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.build import flops_per_token
 from llmkit.trainer.callbacks.checkpointing import LastCheckpoint
@@ -31,13 +32,14 @@ class RunCallbacks:
 
 
 def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Path,
-                       log: Callable[[str], None]) -> RunCallbacks:
+                       log: Log) -> RunCallbacks:
     """The run's callbacks; the NaN guard first, so a bad step is never applied nor saved."""
-    t = cfg.training
-    last = LastCheckpoint(run_dir / "checkpoints", t.checkpoint_every_steps)
-    overfit = OverfitMonitor(ratio_threshold=t.overfit_ratio, patience=t.overfit_patience,
+    training = cfg.training
+    last = LastCheckpoint(run_dir / "checkpoints", training.checkpoint_every_steps)
+    overfit = OverfitMonitor(ratio_threshold=training.overfit_ratio,
+                             patience=training.overfit_patience,
                              ppl_floor=1.5 if cfg.project.task == "lm" else None,
-                             stop_on_overfit=t.stop_on_overfit, log=log)
+                             stop_on_overfit=training.stop_on_overfit, log=log)
     callbacks: list[L.Callback] = [
         NonFiniteGuard(last.path),
         last,
@@ -45,7 +47,7 @@ def standard_callbacks(cfg: Config, tok: Tokenizer, gpt: GPTConfig, run_dir: Pat
         _samples(cfg, tok),
         HealthMonitor(cfg.logging.health_every_steps, log=log),
         overfit,
-        TensorBoardLayout(cfg, param_counts(gpt)[0]),
+        TensorBoardLayout(cfg, model_params(gpt, cfg.project.task)[0]),
         *_lens(cfg),
     ]
     return RunCallbacks(all=callbacks, last=last, overfit=overfit)
@@ -62,7 +64,8 @@ def _samples(cfg: Config, tok: Tokenizer) -> L.Callback:
 def _lens(cfg: Config) -> list[L.Callback]:
     """The per-layer lens of LM runs (off with logging.lens_windows: 0; not under FSDP,
     whose sharded weights cannot run one layer outside the wrapped forward)."""
-    lg = cfg.logging
-    if cfg.project.task != "lm" or lg.lens_windows == 0 or cfg.training.strategy == "fsdp":
+    logging = cfg.logging
+    if (cfg.project.task != "lm" or logging.lens_windows == 0
+            or cfg.training.strategy == "fsdp"):
         return []
-    return [LensMonitor(lg.lens_windows, lg.lens_every_steps)]
+    return [LensMonitor(logging.lens_windows, logging.lens_every_steps)]

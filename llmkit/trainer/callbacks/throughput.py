@@ -7,6 +7,8 @@ import time
 import lightning as L
 import torch
 
+from llmkit.trainer.callbacks.steps import OptimizerSteps
+
 # Dense bf16 peak FLOP/s of common accelerators (vendor data sheets, without sparsity).
 PEAK_BF16_FLOPS: dict[str, float] = {
     "H200": 989e12,
@@ -65,21 +67,20 @@ class Throughput(L.Callback):
         self.flops_per_token = flops_per_token
         self._tokens = 0
         self._t0: float | None = None  # start of the current interval; None: next batch
-        self._step_at_batch_start: int | None = None
+        self._steps = OptimizerSteps()
         self._val_start: float | None = None
         self.history: list[float] = []  # tokens/s of each logged interval
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_batch_start = trainer.global_step
+        self._steps.batch_started(trainer)
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._tokens += count_tokens(batch) * trainer.world_size
-        step = trainer.global_step
-        if step == self._step_at_batch_start:
+        if not self._steps.stepped(trainer):
             return  # a micro-batch of a gradient accumulation: no optimizer step yet
-        if step % self.log_every_steps == 0:
+        if trainer.global_step % self.log_every_steps == 0:
             self._log(trainer, pl_module)
             self._t0 = None  # the next interval starts at the next training batch
 

@@ -1,4 +1,4 @@
-"""A trained model back from its checkpoint, without Lightning.
+"""A trained model back from its checkpoint without Lightning, and where it runs.
 
 `generate`, `predict`, `eval` and `export` only need the plain `nn.Module` and the
 tokenizer, so they read the checkpoint here: no Lightning, no trainer, and a start-up of
@@ -8,7 +8,6 @@ tokenizer and model shape before any weight is loaded (DESIGN.md, problem 1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 from llmkit.checkpoint import check_compatible, find_checkpoint, load_checkpoint
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import CheckpointError, LlmkitError
 from llmkit.models.from_config import gpt_config
 from llmkit.models.gpt import CausalLM, GPTConfig
@@ -50,7 +50,7 @@ def build_model(gpt: GPTConfig) -> CausalLM | SpanModel:
 
 
 def load_model(cfg: Config, checkpoint: Path | None = None,
-               log: Callable[[str], None] = print) -> Trained:
+               log: Log = print) -> Trained:
     """The project's tokenizer and the checkpoint's model (default: the best of the latest
     run), in eval mode on the CPU; move it with `.to(device)`.
 
