@@ -20,6 +20,7 @@ import torch
 
 from llmkit.config import Config
 from llmkit.errors import LlmkitError
+from llmkit.inference import Trained
 from llmkit.inspect.calibrate import Calibration, calibrate
 from llmkit.inspect.health import Thresholds, assess
 from llmkit.inspect.inspect_page import html_page
@@ -33,7 +34,6 @@ from llmkit.inspect.inspect_report import (
 from llmkit.inspect.numerics import NonFinite
 from llmkit.inspect.report import dumps, header
 from llmkit.inspect.telemetry import Sampling, inspect_generation, to_report
-from llmkit.inference import Trained
 from llmkit.tokenizer import EOS_ID, check_token_ids
 
 Echo = Callable[[str], None]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from llmkit.config import Config
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.inspect.lens import LensInput, LensSettings, lens_run
 from llmkit.inspect.lens_report import (
@@ -41,8 +42,6 @@ from llmkit.inspect.tuned import (
     validation_kl,
 )
 from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids
-
-Echo = Callable[[str], None]
 
 
 class LensError(LlmkitError):
@@ -70,7 +69,7 @@ class LensOptions:
     html_path: Path | None = None
 
 
-def run(cfg: Config, opts: LensOptions, *, echo: Echo = print) -> dict[str, Any]:
+def run(cfg: Config, opts: LensOptions, *, echo: Log = print) -> dict[str, Any]:
     """Compute the lens report, print the table, write `--json` / `--html`; return it."""
     from llmkit.fsutil import atomic_write_text
     from llmkit.trainer.restore import load_trained
@@ -224,7 +223,7 @@ def _first_token(tok: Tokenizer, text: str | None, flag: str,
 
 
 def _tuned(cfg: Config, tok: Tokenizer, model, ckpt_path: Path, fp: str, opts: LensOptions,
-           echo: Echo, nf: NonFinite):
+           echo: Log, nf: NonFinite):
     """The translators (trained now or loaded) and the report's `tuned_lens` section."""
     path = tuned_lens_path(ckpt_path)
     if opts.train_tuned:

@@ -173,43 +173,46 @@ def lens_run(model: CausalLM, inp: LensInput, settings: LensSettings, lens: str,
         for i, logits in enumerate(lens_logits(model, out.hidden, translate)):
             logits = logits[0, pos]  # (P, V)
             logp = log_probs(logits)
-            where = f"layers[{i}]"
-            ent = finite_or_none(entropy_bits(logp), f"{where}.entropy_bits", nf)
-            kl = finite_or_none(kl_bits(final, logp), f"{where}.kl_bits", nf)
+            # one copy to the host per layer; each number then leaves through
+            # finite_or_none under the path it has in the report
+            ent = entropy_bits(logp).cpu()  # (P,)
+            kl = kl_bits(final, logp).cpu()  # (P,)
             top_lp, top_id = logp.topk(k, dim=-1)  # (P, k)
-            top_p = finite_or_none(top_lp.exp(), f"{where}.top_prob", nf)
-            top_ids = top_id.tolist()
+            top_p, top_ids = top_lp.exp().cpu(), top_id.tolist()
             rows = []
             for j, t in enumerate(positions):
+                where = f"layers[{i}].positions[{j}]"
                 row: dict[str, Any] = {
                     "position": t,
                     "top": [{"id": top_ids[j][r], "token": token_text(top_ids[j][r]),
-                             "prob": top_p[j][r]} for r in range(settings.top_k)
-                            if r < k],
-                    "entropy_bits": ent[j],
-                    "kl_bits": kl[j],
+                             "prob": finite_or_none(top_p[j, r], f"{where}.top[{r}].prob",
+                                                    nf)}
+                            for r in range(min(settings.top_k, k))],
+                    "entropy_bits": finite_or_none(ent[j], f"{where}.entropy_bits", nf),
+                    "kl_bits": finite_or_none(kl[j], f"{where}.kl_bits", nf),
                     "target_rank": None,
                     "target_prob": None,
                 }
                 if targets[j] is not None:
                     tgt = torch.tensor([targets[j]], device=idx.device)
                     rank = finite_or_none(token_rank(logits[j:j + 1], tgt)[0],
-                                          f"{where}.positions[{j}].target_rank", nf)
+                                          f"{where}.target_rank", nf)
                     row["target_rank"] = int(rank) if rank is not None else None
                     row["target_prob"] = finite_or_none(logp[j, targets[j]].exp(),
-                                                        f"{where}.positions[{j}].target_prob",
-                                                        nf)
+                                                        f"{where}.target_prob", nf)
                 rows.append(row)
             layers.append({"layer": i, "name": layer_name(i),
                            "positions": rows})
             last = rows[-1]
             top1.append(top_ids[-1][0])
-            top1_p.append(top_p[-1][0])
-            top2_p.append(top_p[-1][1] if k > 1 else 0.0)
+            top1_p.append(last["top"][0]["prob"])
+            # internal only (not reported): a NaN compares False, so it never copies
+            top2_p.append(float(top_p[-1, 1]) if k > 1 else 0.0)
             ranks.append(last["target_rank"])
             if inp.target is not None and inp.foil is not None:
                 margin = (logp[-1, inp.target] - logp[-1, inp.foil]) / LN2
-                margins.append(finite_or_none(margin, f"{where}.control_margin_bits", nf))
+                margins.append(finite_or_none(
+                    margin, f"summary.control_margin_bits[{i}]", nf))
     finally:
         model.train(was_training)
 

@@ -14,7 +14,7 @@ Translators belong to one set of weights: the file records the checkpoint's fing
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.fsutil import atomic_path
 from llmkit.inspect.lens import layer_stats, lens_logits
@@ -74,7 +75,7 @@ def tuned_lens_path(checkpoint: Path) -> Path:
 
 
 def train_tuned_lens(model: CausalLM, batches: Iterable[torch.Tensor], steps: int, *,
-                     lr: float = 1e-3, log: Callable[[str], None] | None = None) -> TunedLens:
+                     lr: float = 1e-3, log: Log | None = None) -> TunedLens:
     """Fit translators to the frozen `model` on `steps` batches of token ids (B, T).
 
     The loss is the sum over layers of the mean KL(model || lens_i) per token. The model's

@@ -21,13 +21,13 @@ from llmkit.commands.inspect import (
     options_from_flags,
     show,
 )
+from llmkit.inference import load_model
 from llmkit.inspect import inspect_report
 from llmkit.inspect.health import Thresholds
 from llmkit.inspect.inspect_page import html_page
 from llmkit.inspect.inspect_report import read_inspect_report, validate_inspect_report
 from llmkit.inspect.report import ReportError, dumps, loads_strict
 from llmkit.inspect.telemetry import Sampling
-from llmkit.inference import load_model
 
 PROMPT = "the king <b>&"
 

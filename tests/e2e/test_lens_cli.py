@@ -110,17 +110,6 @@ def test_lens_report_html_and_tuned_translators(lm_project, llmkit):
     assert "trained for other weights" in _one_line_error(bad)
 
 
-def test_lens_input_errors_are_one_line(lm_project, llmkit):
-    bad = llmkit("lens", "--prompt", "x" * 40, *_o(SHAPE), cwd=lm_project, ok=False)
-    assert "longer than model.block_size 32" in _one_line_error(bad)
-    bad = llmkit("lens", "--prompt", "a", "--control-prompt", "b", *_o(SHAPE),
-                 cwd=lm_project, ok=False)
-    assert "--control-prompt and --control-target go together" in _one_line_error(bad)
-    bad = llmkit("lens", "--prompt", "a", "--variant", "novalue", *_o(SHAPE),
-                 cwd=lm_project, ok=False)
-    assert "expected NAME=TEXT" in _one_line_error(bad)
-
-
 def test_span_checkpoint_gets_the_per_layer_span_view(tmp_path, llmkit):
     llmkit("new", "sp", "--task", "span", cwd=tmp_path)
     root = tmp_path / "sp"

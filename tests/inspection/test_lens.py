@@ -205,8 +205,12 @@ def test_nan_weights_give_null_entries_never_zero_bits():
         assert row["entropy_bits"] is None and row["kl_bits"] is None
         assert row["target_rank"] is None and row["target_prob"] is None
     places = {e["where"] for e in report["nonfinite"]}
-    assert "layers[2].entropy_bits[0]" in places and "layers[3].kl_bits[0]" in places
-    assert "layers[0].kl_bits[0]" in places  # KL against a NaN final layer is NaN too
+    # each place is the path of the null in the report
+    assert {"layers[2].positions[0].entropy_bits", "layers[3].positions[0].kl_bits",
+            "layers[3].positions[0].top[0].prob",
+            "layers[3].positions[0].target_prob"} <= places
+    assert "layers[0].positions[0].kl_bits" in places  # KL against a NaN final layer
+    assert "layers[0].positions[0].entropy_bits" not in places
     # the run is plain strict JSON: nulls where the NaNs were
     back = loads_strict(dumps({"runs": [report]}))
     assert back["runs"][0]["layers"][3]["positions"][0]["entropy_bits"] is None
