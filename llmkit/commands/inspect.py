@@ -22,7 +22,7 @@ from llmkit.config import Config
 from llmkit.errors import LlmkitError
 from llmkit.inference import Trained
 from llmkit.inspect.calibrate import Calibration, calibrate
-from llmkit.inspect.health import Thresholds, assess
+from llmkit.inspect.health import Thresholds, assess, collapsed_counts
 from llmkit.inspect.inspect_page import html_page
 from llmkit.inspect.inspect_report import (
     SCHEMA,
@@ -109,6 +109,8 @@ def inspect_trained(trained: Trained, opts: InspectOptions, *,
 
     nf = NonFinite()
     prompt, steps = to_report(generation, tok.token_text, nf)
+    for step in steps:
+        step["collapsed_heads"] = collapsed_counts(step, thresholds)
     shape = model.config
     report = {
         **header(SCHEMA, VERSION),

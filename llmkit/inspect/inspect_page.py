@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from llmkit.inspect.health import FAULT_CODES, Thresholds, collapsed_counts, layer_label
+from llmkit.inspect.health import FAULT_CODES, Thresholds, layer_label
 from llmkit.inspect.html import Cell, esc, heatmap, meta_table, page, shaded_text, show_token
 from llmkit.inspect.inspect_report import thresholds_of
 
@@ -151,9 +151,7 @@ def _heads(report: dict[str, Any], th: Thresholds) -> str:
                                         f"collapsed at {n_col} of {len(steps)} steps",
                             mark=(layer, h) in first))
         rows.append(row)
-    per_step = [collapsed_counts(s, th) for s in steps]
-    counts = ", ".join(f"{s['step']}:{sum(c)}" for s, c in zip(steps, per_step, strict=True)
-                       if c is not None)
+    counts = ", ".join(f"{s['step']}:{sum(s['collapsed_heads'])}" for s in steps)
     grid = heatmap([layer_label(i) for i in range(n_layer - 1, -1, -1)],
                    [f"head {h}" for h in range(n_head)], rows, vmin=0.0, vmax=1.0,
                    legend=("Mean normalised attention entropy over the steps (1 = spread "

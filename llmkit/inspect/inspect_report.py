@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmkit.inspect.health import Thresholds, collapsed_counts, layer_label
+from llmkit.inspect.health import Thresholds, layer_label
 from llmkit.inspect.html import show_token
 from llmkit.inspect.report import ReportError, loads_strict, validate
 
@@ -34,7 +34,7 @@ _NONFINITE = {"type": "array", "items": {
 _STEP = {"type": "object", "additionalProperties": False, "required": [
     "step", "token", "entropy_bits", "entropy_share", "surprisal_bits", "top", "emb_l2",
     "l2", "block_cos", "emb_nonfinite", "nonfinite", "logits_nonfinite", "lag_distance",
-    "heads"], "properties": {
+    "heads", "collapsed_heads"], "properties": {
     "step": {"type": "integer", "minimum": 0},
     "token": {"type": ["object", "null"], "required": ["id", "token"],
               "properties": _TOKEN["properties"]},
@@ -46,7 +46,9 @@ _STEP = {"type": "object", "additionalProperties": False, "required": [
     "lag_distance": _NUMS,
     "heads": {"type": ["object", "null"], "required": ["entropy", "max_weight", "sink"],
               "additionalProperties": False,
-              "properties": {"entropy": _GRID, "max_weight": _GRID, "sink": _GRID}}}}
+              "properties": {"entropy": _GRID, "max_weight": _GRID, "sink": _GRID}},
+    "collapsed_heads": {"type": ["array", "null"],
+                        "items": {"type": "integer", "minimum": 0}}}}
 _FINDING = {"type": "object", "additionalProperties": False, "required": [
     "code", "severity", "message", "where", "numbers", "suggestion", "steps"], "properties": {
     "code": {"type": "string", "enum": [
@@ -201,7 +203,6 @@ def thresholds_of(report: dict[str, Any]) -> Thresholds:
 
 def console(report: dict[str, Any]) -> str:
     """The generated text, a compact line per step, and the health summary."""
-    thresholds = thresholds_of(report)
     text = report["text"]
     lines = [text["prompt"] + text["generated"], "",
              f"{'step':>4}  {'token':<10} {'H bits':>7} {'share':>6} {'surpr':>6} "
@@ -209,7 +210,7 @@ def console(report: dict[str, Any]) -> str:
     marks = step_marks(report)
     for s in report["steps"]:
         tok = show_token(s["token"]["token"]) if s["token"] is not None else "—"
-        counts = collapsed_counts(s, thresholds)
+        counts = s["collapsed_heads"]
         col = "-" if counts is None else str(sum(counts))
         lines.append(f"{s['step']:>4}  {tok[:10]:<10} {_f(s['entropy_bits'], 7)} "
                      f"{_f(s['entropy_share'], 6)} {_f(s['surprisal_bits'], 6)} {col:>9}  "

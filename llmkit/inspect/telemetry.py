@@ -178,13 +178,9 @@ def reduce_prompt(model: CausalLM, out: TrunkOutput, window: torch.Tensor
     logits = model.logits(out.x[:, :-1])[0]  # (T - 1, V): predictions of tokens 1 .. T-1
     logp = log_probs(logits)
     surprisal = -logp.gather(-1, ids[1:, None])[:, 0] / LN2  # (T - 1,)
-    if ids.size(0) > 1:
-        h = torch.stack([x[0, 1:] for x in out.hidden])  # (L + 1, T - 1, C)
-        block_cos = cosine(h[:-1], h[1:]).mean(dim=-1)  # (L,)
-        l2 = norm(h).mean(dim=-1)  # (L + 1,)
-    else:
-        block_cos = torch.full((len(out.hidden) - 1,), float("nan"))
-        l2 = torch.full((len(out.hidden),), float("nan"))
+    h = torch.stack([x[0, 1:] for x in out.hidden])  # (L + 1, T - 1, C)
+    block_cos = cosine(h[:-1], h[1:]).mean(dim=-1)  # (L,); NaN for a one-token input
+    l2 = norm(h).mean(dim=-1)  # (L + 1,)
     return {"surprisal_bits": surprisal, "block_cos": block_cos, "l2": l2}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llmkit.inspect.health import layer_label
-from llmkit.inspect.inspect_report import health_summary, thresholds_of
+from llmkit.inspect.inspect_report import health_summary
 
 # Scalar tags, per generation step (layer tags per block: inspect/l2/h0 ...).
 SERIES = ("inspect/entropy_bits", "inspect/surprisal_bits", "inspect/entropy_share",
@@ -25,9 +25,6 @@ def write_tensorboard(run_dir: Path, report: dict[str, Any]) -> list[str]:
     the scalar tags written."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from llmkit.inspect.health import collapsed_counts
-
-    th = thresholds_of(report)
     tags: set[str] = set()
     writer = SummaryWriter(log_dir=str(run_dir))
     try:
@@ -40,7 +37,7 @@ def write_tensorboard(run_dir: Path, report: dict[str, Any]) -> list[str]:
                 "inspect/nonfinite": float(s["emb_nonfinite"] + sum(s["nonfinite"])
                                            + s["logits_nonfinite"]),
             }
-            counts = collapsed_counts(s, th)
+            counts = s["collapsed_heads"]
             if counts is not None:
                 values["inspect/collapsed_heads"] = float(sum(counts))
             for i, v in enumerate(s["l2"]):
