@@ -421,9 +421,10 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     for key in ("log_every_steps", "sample_every_steps", "health_every_steps", "num_samples"):
         v = getattr(lg, key)
         need(v >= 1, f"logging.{key}", v, "an integer >= 1")
-    for key in ("lens_windows", "lens_every_steps"):
-        v = getattr(lg, key)
-        need(v >= 0, f"logging.{key}", v, "an integer >= 0 (0: see docs/config.md)")
+    need(lg.lens_windows >= 0, "logging.lens_windows", lg.lens_windows,
+         "an integer >= 0 (0 turns the per-layer lens off)")
+    need(lg.lens_every_steps >= 0, "logging.lens_every_steps", lg.lens_every_steps,
+         "an integer >= 0 (0: after every validation)")
 
 
 # --------------------------------------------------------------------------------------
