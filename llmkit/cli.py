@@ -223,47 +223,6 @@ def smoke(ctx: click.Context, batch_size: int, seq_len: int | None, text: str | 
 
 
 @cli.command()
-@click.option("--prompt", required=True, help="Text whose next token the lens follows.")
-@click.option("--target", default=None,
-              help="The expected next token (LM), or the gold answer text (span).")
-@click.option("--control-prompt", default=None, help="A control prompt (needs --target).")
-@click.option("--control-target", default=None, help="The control prompt's expected token.")
-@click.option("--variant", "variants", multiple=True, metavar="NAME=TEXT",
-              help="Another wording of the prompt, looked at separately (repeatable).")
-@click.option("--positions", type=click.Choice(["last", "all"]), default="last",
-              show_default=True, help="Report the last position or every position.")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Tokens per cell.")
-@click.option("--lens", "lens_kind", type=click.Choice(["logit", "tuned", "both"]),
-              default="logit", show_default=True)
-@click.option("--train-tuned", is_flag=True,
-              help="Train the tuned-lens translators now (saved beside the checkpoint).")
-@click.option("--tuned-steps", type=int, default=300, show_default=True)
-@click.option("--copy-prob", type=float, default=0.5, show_default=True,
-              help="Copy-collapse: least probability of the copied prompt token.")
-@click.option("--copy-margin", type=float, default=0.2, show_default=True,
-              help="Copy-collapse: least lead over the runner-up.")
-@click.option("--copy-window", type=int, default=2, show_default=True,
-              help="Copy-collapse: consecutive layers that must copy.")
-@click.option("--heatmap", type=click.Choice(["entropy", "kl", "top_prob", "target_prob"]),
-              default="entropy", show_default=True, help="The quantity the HTML colours.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="Write the versioned report here.")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
-              help="Write a self-contained HTML page here.")
-@_override
-@click.pass_context
-def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
-    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms."""
-    cfg = _config(ctx, overrides)
-    from llmkit.commands import lens as command
-
-    given = frozenset(name for name in flags
-                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
-    command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
-
-
-@cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint to export (default: the best of the latest run).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -281,6 +240,53 @@ def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force:
 
     command.run(cfg, checkpoint=checkpoint, out=out, force=force, verify=verify,
                 echo=click.echo)
+
+
+@cli.command()
+@click.option("--prompt", required=True, help="Text whose next token the lens follows.")
+@click.option("--target", default=None,
+              help="The expected next token (LM), or the gold answer text (span).")
+@click.option("--control-prompt", default=None, help="A control prompt (needs --target).")
+@click.option("--control-target", default=None, help="The control prompt's expected token.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME=TEXT",
+              help="Another wording of the prompt, looked at separately (repeatable).")
+@click.option("--positions", type=click.Choice(["last", "all"]), default="last",
+              show_default=True, help="Report the last position or every position.")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Tokens per cell.")
+@click.option("--lens", "lens_kind", type=click.Choice(["logit", "tuned", "both"]),
+              default="logit", show_default=True,
+              help="logit: each layer through ln_f and the unembedding; tuned: with the "
+                   "trained per-layer translators.")
+@click.option("--train-tuned", is_flag=True,
+              help="Train the tuned-lens translators now (saved beside the checkpoint).")
+@click.option("--tuned-steps", type=int, default=300, show_default=True,
+              help="Training steps of the tuned lens (with --train-tuned).")
+@click.option("--copy-prob", type=float, default=0.5, show_default=True,
+              help="Copy-collapse: least probability of the copied prompt token.")
+@click.option("--copy-margin", type=float, default=0.2, show_default=True,
+              help="Copy-collapse: least lead over the runner-up.")
+@click.option("--copy-window", type=int, default=2, show_default=True,
+              help="Copy-collapse: consecutive layers that must copy.")
+@click.option("--heatmap", type=click.Choice(["entropy", "kl", "top_prob", "target_prob"]),
+              default="entropy", show_default=True, help="The quantity the HTML colours.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the versioned report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write a self-contained HTML page here.")
+@_override
+@click.pass_context
+def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
+    """Per-layer logit / tuned lens of a checkpoint: where a prediction forms.
+
+    Span checkpoints get the per-layer span view. See docs/lens.md.
+    """
+    cfg = _config(ctx, overrides)
+    from llmkit.commands import lens as command
+
+    given = frozenset(name for name in flags
+                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
+    command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
 
 
 @cli.command(name="inspect")

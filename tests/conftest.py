@@ -160,6 +160,12 @@ class RunEvents:
         events = self._acc.Tensors(tag + TEXT_SUFFIX)
         return [(e.step, e.tensor_proto.string_val[0].decode("utf-8")) for e in events]
 
+    def plugin_data(self, plugin: str) -> list[bytes]:
+        """The serialised summaries a TensorBoard plugin reads (`custom_scalars`,
+        `hparams`), in tag order."""
+        content = self._acc.PluginTagToContent(plugin)
+        return [content[tag] for tag in sorted(content)]
+
 
 @pytest.fixture(scope="session")
 def read_events() -> Callable[[Path], RunEvents]:

@@ -264,7 +264,7 @@ def _span_section(run: dict[str, Any]) -> str:
     gold = f", gold {run['gold']}" if run["gold"] is not None else ""
     legend = ("colour: max(P(start), P(end)) at each token; S/E: which is larger; outlined: "
               "the span this layer decodes")
-    spans = "".join(f"<li>{esc(layer['name'])}: {esc(repr(layer['span_text']))} "
+    spans = "".join(f"<li>{esc(layer['name'])}: {esc(show_token(layer['span_text']))} "
                     f"{esc(layer['span'])}</li>" for layer in run["layers"])
     return (f"<h2>{esc('span lens: ' + run['text'] + gold)}</h2>"
             + heatmap(labels, cols, rows, vmin=0.0, vmax=1.0, legend=legend)

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from llmkit.inspect.lens import (
-    LensInput,
     LensSettings,
     copy_collapse,
     first_positive,
@@ -24,27 +23,8 @@ from llmkit.inspect.lens import (
 from llmkit.inspect.numerics import entropy_bits, log_probs
 from llmkit.inspect.report import dumps, loads_strict
 from llmkit.inspect.tuned import TunedLens
-from llmkit.models import CausalLM, GPTConfig
-
-V, C, N_LAYER = 12, 16, 3
-
-
-def tiny_lm(seed: int = 0) -> CausalLM:
-    torch.manual_seed(seed)
-    model = CausalLM(GPTConfig(vocab_size=V, n_layer=N_LAYER, n_head=2, n_embd=C,
-                               block_size=16))
-    return model.eval()
-
-
-def token_text(i: int) -> str:
-    return f"t{i}"
-
-
-def inp(ids: list[int], target: int | None = None, foil: int | None = None,
-        name: str = "prompt") -> LensInput:
-    return LensInput(name=name, text=" ".join(map(str, ids)), ids=tuple(ids),
-                     prompt_ids=tuple(ids), target=target, foil=foil)
-
+from llmkit.models import CausalLM
+from tests.inspection.helpers import N_LAYER, C, V, inp, tiny_lm, token_text
 
 # --- the planted model ------------------------------------------------------------------
 

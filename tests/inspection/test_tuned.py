@@ -17,7 +17,7 @@ from llmkit.inspect.tuned import (
     tuned_lens_path,
     validation_kl,
 )
-from tests.inspection.test_lens import N_LAYER, C, V, inp, tiny_lm, token_text
+from tests.inspection.helpers import N_LAYER, C, V, inp, tiny_lm, token_text
 
 
 def test_zero_initialised_tuned_lens_is_the_logit_lens():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,15 +13,15 @@ import yaml
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from llmkit.trainer.callbacks.lens import LensMonitor, lens_tags
+from llmkit.trainer.callbacks.standard import _lens
 from llmkit.trainer.callbacks.tensorboard import final_metrics, layout
+from llmkit.trainer.result import RunResult
 from llmkit.trainer.run import train
 from tests.conftest import lm_text
 
 
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    """A tiny LM trained 6 steps, validating every 2 (three lens measurements)."""
-    root = tmp_path_factory.mktemp("lens-run") / "proj"
+def tiny_lm_run(root: Path, logging: dict) -> RunResult:
+    """Train a tiny LM 6 steps at `root`, validating every 2 steps."""
     (root / "data").mkdir(parents=True)
     (root / "data" / "train.txt").write_text(lm_text(60), encoding="utf-8")
     raw = {"project": {"name": "proj", "task": "lm"},
@@ -30,11 +31,16 @@ def lm_run(tmp_path_factory):
                      "block_size": 32, "dropout": 0.0},
            "training": {"batch_size": 4, "max_steps": 6, "lr": 1e-3, "warmup_steps": 0,
                         "val_every_steps": 2, "val_batches": 2},
-           "logging": {"lens_windows": 3, "log_every_steps": 1}}
+           "logging": {"log_every_steps": 1, **logging}}
     (root / "llmkit.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     torch.set_num_threads(1)
-    result = train(root, progress=False, log=lambda _: None)
-    return result
+    return train(root, progress=False, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    """A tiny LM trained 6 steps, validating every 2 (three lens measurements)."""
+    return tiny_lm_run(tmp_path_factory.mktemp("lens-run") / "proj", {"lens_windows": 3})
 
 
 def test_lens_scalars_for_every_layer_at_every_validation(lm_run, read_events):
@@ -59,19 +65,14 @@ def test_lens_scalars_for_every_layer_at_every_validation(lm_run, read_events):
 def test_no_epoch_series_and_a_layout_and_hparams_are_written(lm_run, read_events):
     events = read_events(lm_run.run_dir)
     assert "epoch" not in events.scalar_tags
-    acc = events._acc
-    layouts = acc.PluginTagToContent("custom_scalars")
-    assert layouts, "no custom-scalars layout in the event file"
-    hp = acc.PluginTagToContent("hparams")
-    start = next(plugin_data_pb2.HParamsPluginData.FromString(c)
-                 for c in hp.values()
-                 if plugin_data_pb2.HParamsPluginData.FromString(c).HasField(
-                     "session_start_info"))
+    assert events.plugin_data("custom_scalars"), "no custom-scalars layout in the events"
+    hp = [plugin_data_pb2.HParamsPluginData.FromString(c)
+          for c in events.plugin_data("hparams")]
+    (start,) = [h for h in hp if h.HasField("session_start_info")]
     values = start.session_start_info.hparams
     assert values["model.n_layer"].number_value == 2
     assert values["task"].string_value == "lm"
-    exp = next(plugin_data_pb2.HParamsPluginData.FromString(c) for c in hp.values()
-               if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("experiment"))
+    (exp,) = [h for h in hp if h.HasField("experiment")]
     declared = [m.name.tag for m in exp.experiment.metric_infos]
     assert declared == final_metrics("lm")
     assert set(declared) <= events.scalar_tags  # HPARAMS reads their final values
@@ -98,3 +99,25 @@ def test_monitor_arguments_are_checked():
         LensMonitor(num_windows=0)
     with pytest.raises(ValueError, match="every_n_steps"):
         LensMonitor(every_n_steps=-1)
+
+
+def test_every_n_steps_measures_between_validations(tmp_path, read_events):
+    run = tiny_lm_run(tmp_path / "proj", {"lens_windows": 2, "lens_every_steps": 3})
+    events = read_events(run.run_dir)
+    for tag in lens_tags(2):
+        assert [s for s, _ in events.scalars(tag)] == [3, 6]
+    assert all(v == 0.0 for _, v in events.scalars("lens/kl_bits/layer_2"))
+
+
+@pytest.mark.parametrize(("task", "changes", "on"), [
+    ("lm", {}, True),
+    ("lm", {"logging": {"lens_windows": 0}}, False),
+    ("lm", {"training": {"strategy": "fsdp"}}, False),
+    ("span", {}, False),
+])
+def test_the_lens_runs_by_default_for_lm_only(tiny_project, task, changes, on):
+    cfg = tiny_project(task, config=changes)
+    callbacks = _lens(cfg)
+    assert [type(c) for c in callbacks] == ([LensMonitor] if on else [])
+    if on:
+        assert callbacks[0].num_windows == 8 and callbacks[0].every_n_steps == 0
