@@ -73,6 +73,9 @@ def predict_spans(cfg: Config, *, text: str | None = None, input_path: Path | No
     if cfg.project.task != "span":
         raise LlmkitError("`llmkit predict` needs a span project (project.task: span); use "
                           "`llmkit generate` for language models")
+    if output is not None and not output.parent.is_dir():  # say so before the slow part
+        raise LlmkitError(f"--output {output}: the folder {output.parent} does not exist; "
+                          f"create it first, or write the file somewhere that exists")
     if batch_size < 1:
         raise LlmkitError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)

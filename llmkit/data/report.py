@@ -55,6 +55,8 @@ class DataReport:
     nospan_val: int | None = None
     duplicate_val_texts: int | None = None  # val examples whose text is also in train
     widened_spans: int | None = None  # spans that do not end on token boundaries
+    links: list[str] = field(default_factory=list)  # symlinks not followed, files read once
+    bom_files: int = 0  # files that began with a UTF-8 byte-order mark (removed, not text)
 
     @property
     def bytes_per_token(self) -> float | None:
@@ -122,6 +124,12 @@ class DataReport:
             if self.widened_spans:
                 lines.append(f"  {'widened spans':<16} {self.widened_spans:,} spans start or "
                              f"end inside a token (widened to whole tokens)")
+        if self.bom_files:
+            lines.append(f"  {'byte-order marks':<16} removed from the start of "
+                         f"{self.bom_files:,} file(s) (not text, not trained on)")
+        if self.links:
+            more = f" (and {len(self.links) - 1} more)" if len(self.links) > 1 else ""
+            lines.append(f"  {'links':<16} {self.links[0]}{more}")
         if self.skipped:
             total = sum(self.skipped.values())
             kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(self.skipped.items(),

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from llmkit import __version__
+from llmkit.config import MAX_NAME_CHARS, project_name_problem
 from llmkit.errors import ScaffoldError
 from llmkit.fsutil import atomic_path, atomic_write_bytes
 from llmkit.scaffold.render import render_template, template_files
@@ -26,7 +27,8 @@ from llmkit.scaffold.user_data import DataFile, plan_user_data
 
 _NAME_RULES = (
     "allowed: one plain folder name such as `myproj` (not empty, not '.' or '..', no '/' "
-    "or '\\', no leading '-', no spaces at either end, no control characters); to create "
+    "or '\\', no leading '-', no spaces at either end, no control characters, at most "
+    f"{MAX_NAME_CHARS} characters); to create "
     "the project somewhere else, cd there first"
 )
 
@@ -111,19 +113,7 @@ def create_project(
 
 def check_name(name: str) -> None:
     """Refuse a project name that is not one plain folder name."""
-    reason = None
-    if not name:
-        reason = "is empty"
-    elif name in (".", ".."):
-        reason = "names the current or parent folder"
-    elif "/" in name or "\\" in name:
-        reason = "contains a path separator"
-    elif name.startswith("-"):
-        reason = "starts with '-' (it would read as a command-line option)"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
-        reason = "contains a control character"
-    elif name != name.strip():
-        reason = "starts or ends with a space"
+    reason = project_name_problem(name)
     if reason:
         raise ScaffoldError(f"project name {name!r} {reason}; {_NAME_RULES}")
 
