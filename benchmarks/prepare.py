@@ -8,8 +8,13 @@ child process and reports MB/s and the child's peak resident memory next to the 
 size. Memory must not grow with the corpus: the ratio peak / corpus should fall as the
 corpus grows.
 
-    python benchmarks/prepare.py                         # ~100 MB, a couple of minutes
-    python benchmarks/prepare.py --size-mb 20 --source my.txt
+Then the same for a corpus that is a single line of `--huge-line-mb` MB (default 50; 0
+skips it): the tokenizer is trained on it and it is prepared, each in a fresh child
+process. Every peak is checked against `MEMORY_BOUND_MB`, the bound docs/internals.md
+states; the script exits with status 1 when one is over it.
+
+    python benchmarks/prepare.py                         # ~100 MB + a 50 MB line, minutes
+    python benchmarks/prepare.py --size-mb 20 --source my.txt --huge-line-mb 0
 
 The source defaults to the Shakespeare example's data, then the lm template's sample data;
 without either, random words are generated.
@@ -34,6 +39,9 @@ DEFAULT_SOURCES = (
     *sorted((REPO / "llmkit" / "templates" / "lm" / "data").glob("*.txt")),
 )
 N_FILES = 4  # the corpus is spread over a few files, as real data usually is
+# Peak resident memory of tokenizer training and of preparation (report included), whatever
+# the corpus size or line length; stated in docs/internals.md.
+MEMORY_BOUND_MB = 1024
 
 
 def source_lines(source: Path | None) -> list[str]:
@@ -92,22 +100,80 @@ def first_mb(folder: Path, mb: float) -> Path:
     return out
 
 
-def run_prepare(root: Path) -> None:
-    """Child process: prepare `root`; write time and memory to `root/bench.json`."""
+def run_child(stage: str, root: Path) -> None:
+    """Child process: one stage on `root`; time and memory go to `root/bench-<stage>.json`."""
     from llmkit.config import load_config
     from llmkit.data import prepare_data
-    from llmkit.tokenizer import Tokenizer
+    from llmkit.tokenizer import Tokenizer, train_tokenizer
 
-    cfg = load_config(root)
-    tok = Tokenizer.load(cfg.path(cfg.tokenizer.path))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    prepared = prepare_data(cfg, tok, force=True, progress=True)
-    seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    (root / "bench.json").write_text(json.dumps({
-        "seconds": seconds, "rss_before_kb": base, "rss_peak_kb": peak,
-        "report": prepared.meta["report"]}))
+    out: dict = {}
+    if stage == "tokenizer":
+        tok = train_tokenizer(sorted((root / "data").glob("*.txt")), root / "tokenizer.json",
+                              kind="bpe", vocab_size=1024, show_progress=False)
+        out["vocab_size"] = tok.vocab_size
+    else:
+        cfg = load_config(root)
+        tok = Tokenizer.load(cfg.path(cfg.tokenizer.path))
+        out["report"] = prepare_data(cfg, tok, force=True, progress=True).meta["report"]
+    out.update(seconds=time.perf_counter() - t0, rss_before_kb=base,
+               rss_peak_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    (root / f"bench-{stage}.json").write_text(json.dumps(out))
+
+
+def child(stage: str, root: Path) -> dict:
+    """Run one stage in a fresh process, so that its peak memory is that stage's alone."""
+    subprocess.run([sys.executable, __file__, "--child", stage, str(root)], check=True)
+    return json.loads((root / f"bench-{stage}.json").read_text())
+
+
+def write_config(root: Path, vocab_size: int, val: list[str] | None = None) -> None:
+    import yaml
+
+    data = {"train": ["data/*.txt"], "val": val} if val else {"train": ["data/*.txt"],
+                                                              "val_fraction": 0.05}
+    (root / "llmkit.yaml").write_text(yaml.safe_dump({
+        "project": {"name": "bench", "task": "lm"},
+        "data": data,
+        "tokenizer": {"path": "tokenizer.json", "kind": "bpe", "vocab_size": vocab_size},
+    }))
+
+
+def check_bound(label: str, result: dict) -> bool:
+    """Print a stage's peak memory against the bound; whether it is within it."""
+    peak_mb = result["rss_peak_kb"] / 1024
+    ok = peak_mb <= MEMORY_BOUND_MB
+    print(f"{label:<30} peak RSS {peak_mb:,.0f} MB, {result['seconds']:.1f} s: "
+          f"{'within' if ok else 'OVER'} the {MEMORY_BOUND_MB:,} MB bound")
+    return ok
+
+
+def huge_line(lines: list[str], size_mb: float) -> bool:
+    """Train the tokenizer on, and prepare, a corpus of one line of `size_mb` MB."""
+    root = Path(tempfile.mkdtemp(prefix="llmkit-bench-huge-line-"))
+    (root / "data").mkdir()
+    rng = random.Random(1)
+    done = 0
+    with open(root / "data" / "one_line.txt", "w", encoding="utf-8") as fh:
+        while done < size_mb * 1e6:
+            chunk = " ".join(rng.choices(lines, k=200)) + " "
+            fh.write(chunk)
+            done += len(chunk.encode("utf-8"))
+    print(f"\nhuge line: one line of {done / 1e6:,.1f} MB (no line end)")
+    # One document cannot be split: a few paragraphs of validation text come separately.
+    (root / "val.txt").write_text("\n\n".join(rng.choices(lines, k=50)) + "\n")
+    write_config(root, 1024, val=["val.txt"])
+    ok = check_bound("tokenizer training (bpe)", child("tokenizer", root))
+    result = child("prepare", root)
+    report = result["report"]
+    print(f"{'':<30} {report['tokens_train'] + report['tokens_val']:,} tokens in "
+          f"{report['documents_train'] + report['documents_val']} document(s)")
+    ok = check_bound("prepare (report included)", result) and ok
+    import shutil
+
+    shutil.rmtree(root)
+    return ok
 
 
 def main() -> None:
@@ -116,14 +182,14 @@ def main() -> None:
     ap.add_argument("--size-mb", type=float, default=100.0, help="corpus size in MB")
     ap.add_argument("--tokenizer-mb", type=float, default=5.0, help="BPE training slice")
     ap.add_argument("--vocab-size", type=int, default=4096)
+    ap.add_argument("--huge-line-mb", type=float, default=50.0,
+                    help="size of the single-line corpus (0: skip it)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project")
-    ap.add_argument("--run-prepare", type=Path, help=argparse.SUPPRESS)  # child mode
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # child mode: STAGE ROOT
     args = ap.parse_args()
-    if args.run_prepare:
-        run_prepare(args.run_prepare)
+    if args.child:
+        run_child(args.child[0], Path(args.child[1]))
         return
-
-    import yaml
 
     from llmkit.tokenizer import train_tokenizer
 
@@ -131,22 +197,17 @@ def main() -> None:
     data = root / "data"
     data.mkdir()
     t0 = time.perf_counter()
-    corpus = write_corpus(source_lines(args.source), data, args.size_mb)
+    lines = source_lines(args.source)
+    corpus = write_corpus(lines, data, args.size_mb)
     print(f"corpus: {corpus / 1e6:,.1f} MB in {N_FILES} files ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     tok = train_tokenizer([first_mb(data, args.tokenizer_mb)], root / "tokenizer.json",
                           kind="bpe", vocab_size=args.vocab_size, show_progress=False)
     print(f"tokenizer: bpe, {tok.vocab_size} tokens, trained on {args.tokenizer_mb:g} MB "
           f"({time.perf_counter() - t0:.1f} s)")
-    (root / "llmkit.yaml").write_text(yaml.safe_dump({
-        "project": {"name": "bench", "task": "lm"},
-        "data": {"train": ["data/train*.txt"], "val_fraction": 0.05},
-        "tokenizer": {"path": "tokenizer.json", "kind": "bpe", "vocab_size": args.vocab_size},
-    }))
+    write_config(root, args.vocab_size)
 
-    # A fresh process, so that its peak memory is that of preparing alone.
-    subprocess.run([sys.executable, __file__, "--run-prepare", str(root)], check=True)
-    result = json.loads((root / "bench.json").read_text())
+    result = child("prepare", root)
     mb = corpus / 1e6
     peak_mb = result["rss_peak_kb"] / 1024
     base_mb = result["rss_before_kb"] / 1024
@@ -158,12 +219,17 @@ def main() -> None:
     print(f"peak RSS          {peak_mb:,.0f} MB (after imports {base_mb:,.0f} MB; prepare "
           f"added {peak_mb - base_mb:,.0f} MB)")
     print(f"peak / corpus     {peak_mb / mb:.2f} (added / corpus {(peak_mb - base_mb) / mb:.2f})")
+    ok = check_bound(f"prepare, {mb:,.0f} MB corpus", result)
     if args.keep:
         print(f"kept {root}")
     else:
         import shutil
 
         shutil.rmtree(root)
+    if args.huge_line_mb > 0:
+        ok = huge_line(lines, args.huge_line_mb) and ok
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,20 @@
 Every checkpoint carries an `llmkit` entry with the model shape, the task and the
 tokenizer's hash and vocabulary size. Loading one next to a different tokenizer or model
 shape is an error that names both sides and the fix (DESIGN.md, problem 1).
+
+Every load goes through `load_checkpoint`, which also verifies the file: a checkpoint is a
+zip archive whose members each carry a CRC-32 of their bytes, and every member is checked
+against it (torch itself does not); every floating-point tensor in it must be finite. A
+damaged file is an error naming the file and the damaged part, never weights that load
+silently and give other numbers. Lightning's own loads on `--resume` go through it too
+(`trainer.checkpoint_io.AtomicCheckpointIO.load_checkpoint`).
 """
 
 from __future__ import annotations
 
 import re
+import zipfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -144,14 +153,69 @@ def find_checkpoint(cfg: Config, given: Path | None) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint's contents on CPU with `weights_only=True` (no pickled code runs).
+    """A checkpoint's contents on CPU, verified, loaded with `weights_only=True`.
 
-    Tensors are memory-mapped, not read: checking a checkpoint's `llmkit` entry before a
-    resume costs next to nothing, however large the weights and optimizer state are.
+    The one way llmkit reads a checkpoint (training resumes, eval, generate, predict).
+    First every member of the zip archive is checked against its CRC-32, then the file is
+    loaded with no pickled code allowed, tensors memory-mapped, and every floating-point
+    tensor (weights, optimizer state) must be finite.
+
+    Raises:
+        CheckpointError: missing, not a checkpoint, damaged bytes (names the member), or a
+            NaN/Inf (names the tensor); the message names the file.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    _check_archive(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} not found") from None
-    except Exception as e:  # a truncated or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # a foreign file, or a pickle that asks for code to run
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(e)}") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not an llmkit checkpoint (found a "
+                              f"{type(ckpt).__name__}, not a dictionary)")
+    # Weights and optimizer state only: callbacks keep legitimate infinities (the best
+    # score so far starts at inf).
+    trained = {k: ckpt[k] for k in ("state_dict", "optimizer_states") if k in ckpt}
+    for name, tensor in _tensors(trained, ""):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: {name} holds NaN or Inf values (llmkit never "
+                f"saves one; the file was changed after it was written); use another "
+                f"checkpoint (best-*.ckpt, or an earlier run) or train again")
+    return ckpt
+
+
+def _check_archive(path: Path) -> None:
+    """Every member of the checkpoint's zip archive must match its recorded CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member; the name of the first bad one
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a checkpoint: it is not a complete zip "
+            f"archive ({_first_line(e)}); use another checkpoint or train again") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its part {bad!r} fails its CRC check (the bytes "
+            f"changed after the file was written); use another checkpoint (best-*.ckpt, or "
+            f"an earlier run) or train again")
+
+
+def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """(path, tensor) for every tensor in nested dicts and lists, e.g.
+    `optimizer_states/0/state/3/exp_avg`."""
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensors(value, f"{where}/{key}" if where else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from _tensors(value, f"{where}/{i}" if where else str(i))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__

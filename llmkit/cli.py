@@ -68,18 +68,19 @@ _override = click.option("-o", "--override", "overrides", multiple=True, metavar
               help="lm: causal language model; span: predict a character span of the text.")
 @click.option("--size", type=click.Choice(["auto", "tiny", "small", "base"]), default="auto",
               show_default=True, help="Model size preset; auto picks one that fits the data.")
-@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
-              help="Your data (a file or folder) instead of the sample data.")
+@click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
+              help="Your data (a file or folder) instead of the sample data; repeat it for "
+                   "several (files named val*/dev* become validation data).")
 @click.option("--link-data", is_flag=True, help="Symlink --data instead of copying it.")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
 @click.pass_context
-def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
+def new(ctx: click.Context, name: str, task: str, size: str, data: tuple[Path, ...],
         link_data: bool, force: bool) -> None:
     """Create a project NAME that trains out of the box on its sample data."""
     from llmkit.scaffold import create_project
 
     parent = Path(ctx.obj.get("start") or Path.cwd())
-    result = create_project(name, parent, task=task, size=size, data=data, force=force,
+    result = create_project(name, parent, task=task, size=size, data=list(data), force=force,
                             link_data=link_data)
     click.echo(result.summary())
 
@@ -183,26 +184,33 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @cli.command()
 @click.option("--text", default=None, help="One text to predict a span for.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
-              help="A JSONL file; each line's text is in data.text_field ('text' by default).")
+              help="A JSONL file: a 'text' (data.text_field) or 'context' (with 'question') "
+                   "field per line.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
+@click.option("--keep-text", is_flag=True,
+              help="Repeat each input's text/context in its output line.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts per forward pass (--input).")
+              help="Windows per forward pass (a long text is several windows).")
 @_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, batch_size: int, device: str,
-            overrides: tuple[str, ...]) -> None:
-    """Predict spans with a span-prediction checkpoint."""
+            output: Path | None, keep_text: bool, checkpoint: Path | None, batch_size: int,
+            device: str, overrides: tuple[str, ...]) -> None:
+    """Predict spans with a span-prediction checkpoint.
+
+    Each output line keeps its input line's other fields (an id, ...) and adds span,
+    span_text and score; texts of any length are read in windows.
+    """
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx, overrides)
     from llmkit.commands import predict as command
 
     command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                batch_size=batch_size, device=device, echo=click.echo)
+                batch_size=batch_size, keep_text=keep_text, device=device, echo=click.echo)
 
 
 @cli.command()
@@ -287,6 +295,73 @@ def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
     given = frozenset(name for name in flags
                       if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
     command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
+
+
+@cli.command(name="inspect")
+@click.option("--prompt", default=None, help="Text to continue (and measure).")
+@click.option("--max-new-tokens", type=int, default=50, show_default=True)
+@click.option("--temperature", type=float, default=0.8, show_default=True,
+              help="0 picks the most likely token each time (as generate).")
+@click.option("--top-k", type=int, default=None, help="Sample only from the K likeliest.")
+@click.option("--seed", type=int, default=None,
+              help="Make sampling reproducible (the same text as generate with this seed).")
+@click.option("--no-attention", is_flag=True,
+              help="Skip the per-head attention telemetry (runs the fast attention path).")
+@click.option("--calibrate", is_flag=True,
+              help="Derive thresholds from the checkpoint's own validation data.")
+@click.option("--report-top", type=int, default=5, show_default=True,
+              help="Tokens (with probabilities) listed per step in the report.")
+@click.option("--entropy-share", type=float, default=0.75, show_default=True,
+              help="High entropy: at least this share of log2 V bits.")
+@click.option("--l2-ratio", type=float, default=20.0, show_default=True,
+              help="Mid-layer anomaly: a layer's L2 over the early layers' largest.")
+@click.option("--loop-distance", type=float, default=0.05, show_default=True,
+              help="Repetition: final states at most this relative distance apart.")
+@click.option("--loop-tokens", type=int, default=8, show_default=True,
+              help="Repetition: a loop covers at least this many tokens.")
+@click.option("--loop-period", type=int, default=4, show_default=True,
+              help="Repetition: the longest repeated n-gram looked for.")
+@click.option("--collapse-entropy", type=float, default=0.1, show_default=True,
+              help="A head is collapsed below this normalised attention entropy.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where the model runs (as generate).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Write the versioned report here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write a self-contained HTML page here.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also write the per-step series and flags into the newest run's folder.")
+@click.option("--check", "check_path", type=click.Path(path_type=Path), default=None,
+              help="Validate the report FILE against its schema, and exit.")
+@click.option("--show", "show_path", type=click.Path(path_type=Path), default=None,
+              help="Print the report FILE (and render it with --html), and exit.")
+@_override
+@click.pass_context
+def inspect_(ctx: click.Context, overrides: tuple[str, ...], check_path: Path | None,
+             show_path: Path | None, **flags: Any) -> None:
+    """A generation with per-step, per-layer telemetry and health flags."""
+    from llmkit.commands import inspect as command
+
+    if check_path is not None or show_path is not None:
+        extra = [f"--{k.replace('_', '-')}" for k in flags
+                 if k != "html_path" and ctx.get_parameter_source(k)
+                 != click.core.ParameterSource.DEFAULT]
+        if (check_path is not None and show_path is not None) or extra or (
+                check_path is not None and flags["html_path"] is not None):
+            raise click.UsageError("--check FILE stands alone; --show FILE takes only --html")
+        if check_path is not None:
+            command.check(check_path, echo=click.echo)
+        else:
+            command.show(show_path, flags["html_path"], echo=click.echo)
+        return
+    if flags["prompt"] is None:
+        raise click.UsageError("give --prompt TEXT (or --check FILE / --show FILE)")
+    given = frozenset(name for name in flags
+                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
+    opts = command.options_from_flags(flags, given)
+    cfg = _config(ctx, overrides)
+    command.run(cfg, opts, echo=click.echo, log=lambda m: click.echo(m, err=True))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import re
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from llmkit.errors import ConfigError, LlmkitError
-from llmkit.fsutil import atomic_write_text
+from llmkit.yamlio import SHOW_LIMIT, parse, read_text, show
+from llmkit.yamlio import write_back as write_back  # callers edit llmkit.yaml through here
 
 CONFIG_NAME = "llmkit.yaml"
 
@@ -63,6 +64,7 @@ class DataConfig:
     format: Literal["auto", "text", "jsonl"] = "auto"  # auto: by extension
     val_fraction: float = 0.1  # share of documents held out when `val` is empty
     text_field: str = "text"  # the JSONL field holding the text
+    window_stride: int | None = None  # span: tokens between window starts (null: half)
     cache_dir: str = "data/.cache"  # where `llmkit prepare` writes encoded data
 
 
@@ -92,6 +94,7 @@ class ModelConfig:
     # SwiGLU MLP; qwen3: llama + RMSNorm on queries and keys (preset when unset)
     arch: Literal["gpt2", "llama", "qwen3"] | None = None
     tie_embeddings: bool | None = None  # LM head shares the token embedding (preset)
+    init_from: str | None = None  # span: start the trunk from this LM checkpoint or project
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class TrainingConfig:
 class SpanConfig:
     max_span_tokens: int = 64  # longest span the decoder considers
     nospan_threshold: float = 0.0  # predict a span only if it beats "no span" by this
+    val_examples: int | None = None  # validation examples scored (null: every one)
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,34 @@ class Config:
         return dataclasses.replace(self, **{section: new})
 
 
+# Upper bounds that keep every shape and count inside torch's integer types (a value like
+# 10**19 would overflow inside torch with a traceback); memory is checked at model build.
+MAX_DIM = 2**31 - 1
+MAX_COUNT = 2**62
+MAX_NAME_CHARS = 100  # a project name is a folder name (runs/<name>); filesystems allow 255 bytes
+# Keys naming where llmkit writes: inside the project unless given with -o (see load_config).
+WRITE_PATH_KEYS = ("data.cache_dir", "tokenizer.path", "logging.dir")
+
+
+def project_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a project name (one plain folder name), or None if it can."""
+    if not name:
+        return "is empty"
+    if name in (".", ".."):
+        return "names the current or parent folder"
+    if "/" in name or "\\" in name:
+        return "contains a path separator"
+    if name.startswith("-"):
+        return "starts with '-' (it would read as a command-line option)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains a control character"
+    if name != name.strip():
+        return "starts or ends with a space"
+    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > 2 * MAX_NAME_CHARS:
+        return f"is {len(name)} characters long (at most {MAX_NAME_CHARS})"
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # Loading and validation
 # --------------------------------------------------------------------------------------
@@ -208,18 +240,16 @@ def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Conf
     if path.is_dir():
         path = path / CONFIG_NAME
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise LlmkitError(f"{path} not found; create a project with `llmkit new NAME`") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError([f"not valid YAML at {path}{where}: {problem}"], str(path)) from None
+    _, raw = parse(text, str(path))
     if raw is None:
-        raw = {}
+        # A file emptied by mistake would otherwise train on defaults without a word.
+        raise ConfigError(["the file is empty (no sections), so every key would silently "
+                           "take its default; write the sections you want (`llmkit new NAME` "
+                           "writes a complete file), or `project: {}` to use the defaults"],
+                          str(path))
     if not isinstance(raw, dict):
         found = type(raw).__name__
         raise ConfigError([f"the top level must be a mapping of sections, found {found}"],
@@ -227,6 +257,8 @@ def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Conf
     problems: list[str] = []
     raw = apply_overrides(raw, overrides, problems)
     cfg = _build(raw, path.parent.resolve(), problems)
+    if cfg is not None:
+        _check_write_paths(cfg, _override_keys(overrides), problems)
     if problems:
         raise ConfigError(problems, str(path))
     assert cfg is not None
@@ -241,6 +273,33 @@ def config_from_dict(raw: dict[str, Any], root: Path) -> Config:
         raise ConfigError(problems, "config")
     assert cfg is not None
     return cfg
+
+
+def _override_keys(overrides: list[str] | tuple[str, ...]) -> set[str]:
+    return {item.partition("=")[0].strip() for item in overrides}
+
+
+def _check_write_paths(cfg: Config, given_on_command_line: set[str],
+                       problems: list[str]) -> None:
+    """Where llmkit writes (cache, tokenizer, runs) must lie inside the project.
+
+    A `llmkit.yaml` from someone else must not make llmkit write into any folder it names;
+    the user can still send output elsewhere with `-o key=PATH` on the command line. The
+    check is on the path as written (`..` and absolute paths): a symlink the user made
+    inside the project (runs -> /scratch/runs) is followed deliberately.
+    """
+    root = Path(os.path.abspath(cfg.root))
+    for dotted in WRITE_PATH_KEYS:
+        if dotted in given_on_command_line:
+            continue
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        target = Path(os.path.abspath(cfg.path(value)))
+        if target != root and root not in target.parents:
+            problems.append(f"{dotted}: found {show(value)}, which is outside the project "
+                            f"{root}; llmkit writes only inside the project unless told on "
+                            f"the command line: use a path inside it, or pass "
+                            f"-o {dotted}=PATH to write there")
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
@@ -269,8 +328,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
 
 
 def _suggest(name: str, choices: list[str]) -> str:
+    if len(name) > SHOW_LIMIT:  # difflib is quadratic: no suggestion for a huge key
+        return ""
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _key(name: Any) -> str:
+    """A key as shown in a message: itself when short, else cut (see `show`)."""
+    return name if isinstance(name, str) and len(name) <= SHOW_LIMIT else show(name)
 
 
 def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
@@ -287,13 +353,13 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
                 return got
             errors.extend(sub)
         allowed = " or ".join(_describe(a) for a in args)
-        problems.append(f"{key}: found {value!r}; allowed: {allowed}")
+        problems.append(f"{key}: found {show(value)}; allowed: {allowed}")
         return value
     if origin is Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
-            hint_txt = _suggest(str(value), [str(a) for a in args])
-            problems.append(f"{key}: found {value!r}; allowed: {choices}{hint_txt}")
+            hint_txt = _suggest(value, [str(a) for a in args]) if isinstance(value, str) else ""
+            problems.append(f"{key}: found {show(value)}; allowed: {choices}{hint_txt}")
         return value
     if origin is list and args == (float,):
         if (not isinstance(value, list) or not all(
@@ -305,15 +371,15 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
         if isinstance(value, str):
             value = [value]  # a single path is a list of one
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            problems.append(f"{key}: found {value!r}; allowed: a path or a list of paths")
+            problems.append(f"{key}: found {show(value)}; allowed: a path or a list of paths")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            problems.append(f"{key}: found {value!r}; allowed: true or false")
+            problems.append(f"{key}: found {show(value)}; allowed: true or false")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{key}: found {value!r}; allowed: an integer")
+            problems.append(f"{key}: found {show(value)}; allowed: an integer")
         return value
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
@@ -322,16 +388,16 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{key}: found {value!r}; allowed: a number")
+            problems.append(f"{key}: found {show(value)}; allowed: a number")
             return value
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            problems.append(f"{key}: found {value!r}; allowed: a string")
+            problems.append(f"{key}: found {show(value)}; allowed: a string")
         return value
     if value is None and hint is type(None):
         return None
-    problems.append(f"{key}: found {value!r}; allowed: {_describe(hint)}")
+    problems.append(f"{key}: found {show(value)}; allowed: {_describe(hint)}")
     return value
 
 
@@ -348,19 +414,19 @@ def _build(raw: dict[str, Any], root: Path, problems: list[str]) -> Config | Non
     sections: dict[str, Any] = {}
     for name in raw:
         if name not in SECTIONS:
-            problems.append(f"{name}: unknown section{_suggest(str(name), list(SECTIONS))}; "
+            problems.append(f"{_key(name)}: unknown section{_suggest(str(name), list(SECTIONS))}; "
                             f"sections are {', '.join(SECTIONS)}")
     for name, cls in SECTIONS.items():
         given = raw.get(name) or {}
         if not isinstance(given, dict):
-            problems.append(f"{name}: found {given!r}; allowed: a mapping of keys")
+            problems.append(f"{name}: found {show(given)}; allowed: a mapping of keys")
             given = {}
         hints = get_type_hints(cls)
         fields = [f.name for f in dataclasses.fields(cls)]
         values: dict[str, Any] = {}
         for key, value in given.items():
             if key not in hints:
-                problems.append(f"{name}.{key}: unknown key{_suggest(str(key), fields)}")
+                problems.append(f"{name}.{_key(key)}: unknown key{_suggest(str(key), fields)}")
                 continue
             before = len(problems)
             checked = _check_type(f"{name}.{key}", value, hints[key], problems)
@@ -396,12 +462,17 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
 
     def need(ok: bool, key: str, value: Any, allowed: str) -> None:
         if not ok:
-            problems.append(f"{key}: found {value!r}; allowed: {allowed}")
+            problems.append(f"{key}: found {show(value)}; allowed: {allowed}")
 
     m, t, d, tk, lg, sp = cfg.model, cfg.training, cfg.data, cfg.tokenizer, cfg.logging, cfg.span
+    name_problem = project_name_problem(cfg.project.name)
+    need(name_problem is None, "project.name", cfg.project.name,
+         f"one plain folder name, at most {MAX_NAME_CHARS} characters (this one "
+         f"{name_problem}); it names the run folder <logging.dir>/<project.name>")
     for key in ("n_layer", "n_head", "n_embd", "block_size"):
         v = getattr(m, key)
         need(v >= 1, f"model.{key}", v, "an integer >= 1")
+        need(v <= MAX_DIM, f"model.{key}", v, f"an integer <= {MAX_DIM}")
     if m.n_head >= 1 and m.n_embd >= 1 and m.n_embd % m.n_head:
         problems.append(f"model.n_embd: found {m.n_embd}, not divisible by model.n_head="
                         f"{m.n_head}; allowed: a multiple of n_head (e.g. "
@@ -410,8 +481,10 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     need(m.arch == "gpt2" or not m.bias, "model.bias", m.bias,
          f"false with model.arch {m.arch} (its RMSNorm has no bias; the transformers "
          f"architecture it maps to has none), or model.arch gpt2")
-    need(m.vocab_size is None or m.vocab_size >= 4, "model.vocab_size", m.vocab_size,
-         "null (set by `llmkit tokenizer`) or an integer >= 4")
+    need(m.vocab_size is None or 4 <= m.vocab_size <= MAX_DIM, "model.vocab_size",
+         m.vocab_size, f"null (set by `llmkit tokenizer`) or an integer >= 4 and <= {MAX_DIM}")
+    need(tk.vocab_size <= MAX_DIM, "tokenizer.vocab_size", tk.vocab_size,
+         f"an integer <= {MAX_DIM}")
     need(m.pad_vocab_multiple >= 1, "model.pad_vocab_multiple", m.pad_vocab_multiple,
          "an integer >= 1 (1 = no padding, 64 for GPUs)")
     # Imported here: the tokenizer package reads data files, and data reads the config.
@@ -430,6 +503,7 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
                 "checkpoint_every_steps", "num_nodes", "overfit_patience"):
         v = getattr(t, key)
         need(v >= 1, f"training.{key}", v, "an integer >= 1")
+        need(v <= MAX_COUNT, f"training.{key}", v, f"an integer <= {MAX_COUNT}")
     need(t.lr > 0, "training.lr", t.lr, "a number > 0")
     need(0.0 <= t.min_lr_ratio <= 1.0, "training.min_lr_ratio", t.min_lr_ratio, "[0, 1]")
     need(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "an integer >= 0")
@@ -446,6 +520,14 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     need(t.num_workers >= 0, "training.num_workers", t.num_workers, "an integer >= 0")
     need(0.0 < t.overfit_ratio < 1.0, "training.overfit_ratio", t.overfit_ratio, "(0, 1)")
     need(sp.max_span_tokens >= 1, "span.max_span_tokens", sp.max_span_tokens, "an integer >= 1")
+    need(sp.val_examples is None or sp.val_examples >= 1, "span.val_examples",
+         sp.val_examples, "null (score every validation example) or an integer >= 1")
+    if d.window_stride is not None:
+        need(1 <= d.window_stride <= m.block_size - 2, "data.window_stride", d.window_stride,
+             f"null (half a window) or an integer in [1, model.block_size - 2 = "
+             f"{m.block_size - 2}]")
+    need(m.init_from is None or cfg.project.task == "span", "model.init_from", m.init_from,
+         "null for task lm (init_from starts a span model from a trained LM)")
     for key in ("log_every_steps", "sample_every_steps", "health_every_steps", "num_samples"):
         v = getattr(lg, key)
         need(v >= 1, f"logging.{key}", v, "an integer >= 1")
@@ -453,105 +535,3 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
          "an integer >= 0 (0 turns the per-layer lens off)")
     need(lg.lens_every_steps >= 0, "logging.lens_every_steps", lg.lens_every_steps,
          "an integer >= 0 (0: after every validation)")
-
-
-# --------------------------------------------------------------------------------------
-# Write-back: change single scalar values, keep everything else byte for byte
-# --------------------------------------------------------------------------------------
-
-_KEY_LINE = re.compile(r"^(?P<indent>[ \t]*)(?P<key>[A-Za-z_][\w-]*)[ \t]*:(?P<rest>.*)$")
-
-
-def _split_comment(rest: str) -> tuple[str, str]:
-    """Split `value  # comment` outside quotes into the value and the comment (with its spaces)."""
-    quote = None
-    for i, ch in enumerate(rest):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or rest[i - 1] in " \t"):
-            j = i
-            while j > 0 and rest[j - 1] in " \t":
-                j -= 1
-            return rest[:j], rest[j:]
-    return rest.rstrip(), rest[len(rest.rstrip()):]
-
-
-def _format_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return repr(value)
-    dumped = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return dumped.removesuffix("\n...").strip()
-
-
-def write_back(path: Path, updates: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Set `section.key` scalars in a YAML file in place, preserving comments and layout.
-
-    A key that is missing from its section is appended to the section; a missing section
-    is appended at the end. The file is replaced atomically. Returns `{key: (old, new)}`
-    for the keys whose value changed.
-    """
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"  # so that a key appended at the end starts on its own line
-    changed: dict[str, tuple[Any, Any]] = {}
-    for dotted, new in updates.items():
-        section, _, key = dotted.partition(".")
-        old = _set_line(lines, section, key, new)
-        if old is not _MISSING and old == new:
-            continue
-        changed[dotted] = (None if old is _MISSING else old, new)
-    if changed:
-        text = "".join(lines)
-        yaml.safe_load(text)  # never write a file we cannot read back
-        atomic_write_text(path, text)  # keeps the file's permissions
-    return changed
-
-
-_MISSING = object()
-
-
-def _set_line(lines: list[str], section: str, key: str, value: Any) -> Any:
-    """Edit `lines` so that section.key == value; return the old value or _MISSING."""
-    sec_start = None
-    sec_end = len(lines)
-    child_indent = None
-    for i, line in enumerate(lines):
-        m = _KEY_LINE.match(line.rstrip("\r\n"))
-        if sec_start is None:
-            if m and not m.group("indent") and m.group("key") == section:
-                sec_start = i
-            continue
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if line[0] not in " \t":
-            sec_end = i
-            break
-        if m and child_indent is None:
-            child_indent = m.group("indent")
-        if m and m.group("indent") == child_indent and m.group("key") == key:
-            value_txt, comment = _split_comment(m.group("rest"))
-            old = yaml.safe_load(value_txt) if value_txt.strip() else None
-            eol = line[len(line.rstrip("\r\n")):]
-            lead = value_txt[: len(value_txt) - len(value_txt.lstrip())] or " "
-            lines[i] = (f"{m.group('indent')}{m.group('key')}:{lead}{_format_scalar(value)}"
-                        f"{comment}{eol}")
-            return old
-    new_line = f"{child_indent or '  '}{key}: {_format_scalar(value)}\n"
-    if sec_start is None:
-        lines.extend([f"{section}:\n", new_line])
-    else:
-        insert = sec_end
-        while insert > sec_start + 1 and (not lines[insert - 1].strip()
-                                          or lines[insert - 1].startswith("#")):
-            insert -= 1  # blank lines and the next section's comment stay with that section
-        lines.insert(insert, new_line)
-    return _MISSING

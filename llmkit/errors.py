@@ -45,3 +45,11 @@ class CheckpointError(LlmkitError):
 
 class ScaffoldError(LlmkitError):
     """`llmkit new` cannot create the project as asked."""
+
+
+class DiskFullError(LlmkitError):
+    """A write ran out of disk space; the file being replaced was left as it was."""
+
+
+class RunLockedError(LlmkitError):
+    """Another `llmkit train` is running on the same project run folder."""

@@ -8,12 +8,20 @@ written to a temporary file in the same folder and renamed over the target with
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from llmkit.errors import DiskFullError
+
+# Below this much free space a failed write is reported as a full disk: torch.save says
+# only "file write failed" (a RuntimeError), without the errno.
+NEARLY_FULL_BYTES = 1 << 20
 
 
 @contextmanager
@@ -42,8 +50,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, DiskFullError):
+            raise  # another file of the same write already said which one failed
+        if _out_of_space(e, path.parent):
+            kept = (f"{path.name} there is as it was" if path.exists()
+                    else f"no partial {path.name} was left")
+            raise DiskFullError(
+                f"no space left on the device while writing {path}; nothing was changed "
+                f"({kept}); free some space and run the command again") from None
         raise
 
 
@@ -66,6 +82,23 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _out_of_space(e: BaseException, folder: Path) -> bool:
+    """Whether a failed write failed for want of disk space (or quota)."""
+    seen: BaseException | None = e
+    for _ in range(8):  # the OSError may sit under a library's own exception
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(e, (OSError, RuntimeError)):
+        try:
+            return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+        except OSError:
+            return False
+    return False
 
 
 @contextmanager

@@ -115,13 +115,13 @@ def test_overrides_are_typed_and_validated(tmp_path: Path) -> None:
 
 
 def test_exponent_overrides_like_3e_minus_4(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, ""), ["training.lr=3e-4", "model.n_layer=4"])
+    cfg = load_config(_write(tmp_path, "project: {}\n"), ["training.lr=3e-4", "model.n_layer=4"])
     assert cfg.training.lr == 3e-4 and cfg.model.n_layer == 4
     assert load_config(_write(tmp_path, "training:\n  lr: 1e-3\n")).training.lr == 1e-3
 
 
 def test_bad_overrides_are_reported_together(tmp_path: Path) -> None:
-    path = _write(tmp_path, "")
+    path = _write(tmp_path, "project: {}\n")
     problems = _problems(path, ["training.lr", "lr=3", "training.n_layr=4",
                                 "model.n_layer=zero", "model.n_head=0"])
     assert len(problems) == 5, problems
@@ -156,8 +156,8 @@ def test_each_preset(tmp_path: Path, size: str, preset: str) -> None:
         assert getattr(cfg.model, key) == PRESETS[preset][key]
 
 
-def test_an_empty_file_is_the_tiny_preset(tmp_path: Path) -> None:
-    cfg = load_config(_write(tmp_path, "# nothing yet\n"))
+def test_an_empty_section_is_the_tiny_preset(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, "# nothing yet\nproject:\n"))
     assert cfg.model.size == "tiny" and cfg.model.n_layer == PRESETS["tiny"]["n_layer"]
     assert cfg.root == tmp_path.resolve()
     assert cfg.path("data/x.txt") == tmp_path.resolve() / "data" / "x.txt"

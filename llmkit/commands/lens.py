@@ -41,7 +41,7 @@ from llmkit.inspect.tuned import (
     tuned_lens_path,
     validation_kl,
 )
-from llmkit.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, check_token_ids
+from llmkit.tokenizer import EOS_ID, Tokenizer, check_token_ids
 
 
 class LensError(LlmkitError):
@@ -77,7 +77,7 @@ def run(cfg: Config, opts: LensOptions, *, echo: Log = print) -> dict[str, Any]:
     _check_options(cfg, opts)
     cfg, tok, module, ckpt_path = load_trained(cfg, opts.checkpoint, log=echo)
     model = module.model
-    token_text = _token_text(cfg, tok)
+    token_text = tok.token_text
     notes: list[str] = []
     report = {
         **header(SCHEMA, VERSION),
@@ -158,14 +158,6 @@ def _check_options(cfg: Config, opts: LensOptions) -> None:
                             f"answer text)")
     if problems:
         raise LensError("llmkit lens: " + "; ".join(problems))
-
-
-def _token_text(cfg: Config, tok: Tokenizer) -> Callable[[int], str]:
-    specials = {PAD_ID: cfg.tokenizer.pad, BOS_ID: cfg.tokenizer.bos, EOS_ID: cfg.tokenizer.eos}
-
-    def text(i: int) -> str:
-        return specials[i] if i in specials else tok.decode([i])
-    return text
 
 
 def _encode(tok: Tokenizer, text: str, flag: str) -> list[int]:

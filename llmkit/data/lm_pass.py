@@ -18,8 +18,8 @@ import numpy as np
 from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
-from llmkit.data.npy import NpyFile, token_dtype
-from llmkit.data.pipeline import NpySink, Progress, Skips, encode_all, write_sides
+from llmkit.data.npy import NpyFile, NpyWriter, token_dtype
+from llmkit.data.pipeline import Progress, Skips, encode_all, write_sides
 from llmkit.data.report import DataReport, vocab_counts, window_overlap
 from llmkit.data.sources import BadLine, Document, SourceFile, display_name, iter_documents
 from llmkit.data.split import HashSplit
@@ -50,10 +50,10 @@ def prepare_lm(cfg: Config, tok: Tokenizer, folder: Path, files: list[tuple[Sour
     """Write the LM cache files in `folder`; its data report."""
     dtype = token_dtype(tok.vocab_size)
 
-    def open_sink(stack: ExitStack, path: Path) -> NpySink:
-        return NpySink(stack.enter_context(open(path, "w+b")), dtype)
+    def open_sink(stack: ExitStack, path: Path) -> NpyWriter:
+        return NpyWriter(stack.enter_context(open(path, "w+b")), dtype)
 
-    def one_pass(split: HashSplit, out: dict[str, NpySink], skips: Skips) -> _LmPass:
+    def one_pass(split: HashSplit, out: dict[str, NpyWriter], skips: Skips) -> _LmPass:
         result = _LmPass()
         encode_all(partial(_lm_batches, cfg, files, split, skips),
                    partial(_encode_lm_batch, tok, out=out, result=result),
@@ -107,7 +107,7 @@ def _lm_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: HashSpl
 
 
 def _encode_lm_batch(tok: Tokenizer, batch: list[tuple[Document, bool]], *,
-                     out: dict[str, NpySink], result: _LmPass) -> None:
+                     out: dict[str, NpyWriter], result: _LmPass) -> None:
     if not batch:
         return
     encoded = tok.encode_batch([doc.text for doc, _ in batch])

@@ -61,7 +61,7 @@ class NpyFile:
             read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                     else np.lib.format.read_array_header_2_0)
             shape, _, self.dtype = read(fh)
-            self._offset = fh.tell()
+            self.offset = fh.tell()  # where the ids start
         if len(shape) != 1:
             raise ValueError(f"{self.path} holds an array of shape {shape}, not a 1-D one")
         self._n = shape[0]
@@ -74,7 +74,7 @@ class NpyFile:
         if step != 1:
             raise IndexError("NpyFile supports only contiguous slices")
         with open(self.path, "rb") as fh:
-            fh.seek(self._offset + lo * self.dtype.itemsize)
+            fh.seek(self.offset + lo * self.dtype.itemsize)
             return np.fromfile(fh, dtype=self.dtype, count=max(hi - lo, 0))
 
 

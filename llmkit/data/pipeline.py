@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
-from llmkit.data.npy import NpyWriter
 from llmkit.data.sources import BadLine, SourceFile
 from llmkit.data.split import HashSplit, check_sides
 from llmkit.errors import DataError
@@ -137,7 +136,8 @@ def prefetch(batches: Iterator[_T], depth: int = 2) -> Iterator[_T]:
 
 
 class Sink(Protocol):
-    """Where one side's (train or val) encoded data goes during a pass."""
+    """Where one side's (train or val) encoded data goes during a pass: a `JsonlSink`, or
+    an `npy.NpyWriter` for token ids."""
 
     def reset(self) -> None:
         """Forget everything written, for a pass that is redone."""
@@ -161,10 +161,6 @@ class JsonlSink:
 
     def finish(self) -> None:
         self._fh.flush()
-
-
-class NpySink(NpyWriter):
-    """Token ids appended to a 1-D .npy file (see `NpyWriter`)."""
 
 
 _S = TypeVar("_S", bound=Sink)

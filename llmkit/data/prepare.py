@@ -9,9 +9,11 @@ passes are `data.lm_pass` and `data.span_pass`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from llmkit.config import Config
 from llmkit.console import Log
@@ -57,6 +59,11 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
         TokenIdError: the tokenizer produced an id outside its own vocabulary.
     """
     folder = cache_dir(cfg)
+    _remove_leftovers(folder, cfg, log)
+    links: list[str] = []
+    files = source_roles(cfg, links)
+    for note in links:
+        log(f"warning: {note}")  # a link back into the data: each file is read once
     reason = "forced" if force else stale_reason(cfg, tok)
     if reason is None:
         meta = read_meta(folder)
@@ -76,7 +83,6 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
     folder.mkdir(parents=True, exist_ok=True)
     # Without meta.json the cache is never fresh, whatever happens until it is rewritten.
     (folder / META).unlink(missing_ok=True)
-    files = source_roles(cfg)
     sources = source_records(files)
     if cfg.project.task == "lm":
         report = prepare_lm(cfg, tok, folder, files, progress, log)
@@ -84,6 +90,8 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
     else:
         report = prepare_span(cfg, tok, folder, files, progress, log)
         dtype = None
+    report = dataclasses.replace(report, links=links,
+                                 bom_files=sum(f.bom for f, _ in files))
     meta = {
         "version": CACHE_VERSION,
         "task": cfg.project.task,
@@ -95,8 +103,22 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
         "sources": sources,
         "files": dict(zip(("train", "val"), file_names(cfg.project.task), strict=True),
                       skipped=SKIPPED),
+        "sizes": {name: (folder / name).stat().st_size for name in file_names(cfg.project.task)},
         "report": report.to_dict(),
     }
     atomic_write_text(folder / META, json.dumps(meta, indent=2) + "\n")
     log("data report:\n" + report.format())
     return PreparedData.from_meta(folder, meta, rebuilt=True)
+
+
+def _remove_leftovers(folder: Path, cfg: Config, log: Log) -> None:
+    """Delete the temporary files a killed preparation left in the cache (`fsutil` names
+    them `.<name>.<random>.tmp`); the project lock keeps a running one from being hit."""
+    leftovers = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        names = ", ".join(p.name for p in leftovers[:3])
+        more = f" and {len(leftovers) - 3} more" if len(leftovers) > 3 else ""
+        log(f"removed {len(leftovers)} temporary file(s) left in {display_name(cfg, folder)} "
+            f"by an interrupted preparation: {names}{more}")

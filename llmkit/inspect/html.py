@@ -24,6 +24,14 @@ table.heat td.na { background: repeating-linear-gradient(45deg, #eee, #eee 4px, 
                    #ddd 8px); color: #900; }
 table.heat td.mark { outline: 2px solid #d33; outline-offset: -2px; }
 .legend { color: #555; margin: .4em 0 1em; }
+div.text { font: 14px/1.9 ui-monospace, monospace; white-space: pre-wrap; max-width: 60em; }
+span.tok { padding: 1px 0; border-radius: 2px; }
+span.tok.na { background: #f6c; color: #000; }
+span.tok.mark { outline: 1px solid #d33; }
+table.flags { border-collapse: collapse; } table.flags td { padding: 3px 8px;
+  border-bottom: 1px solid #ddd; vertical-align: top; }
+.error { color: #b00; font-weight: bold; } .warning { color: #a60; font-weight: bold; }
+.info { color: #357; }
 .note { color: #555; }
 """
 
@@ -33,11 +41,14 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def show_token(text: str) -> str:
-    """A token as a reader should see it: whitespace and control characters made visible."""
+def show_token(text: str, *, whitespace: bool = True) -> str:
+    """A token as a reader should see it: control characters made visible, and with
+    `whitespace` also spaces, newlines and tabs (running text keeps those as written)."""
     out = []
     for ch in text:
-        if ch == " ":
+        if not whitespace and ch in " \n\t":
+            out.append(ch)
+        elif ch == " ":
             out.append("␣")
         elif ch == "\n":
             out.append("↵")
@@ -47,7 +58,7 @@ def show_token(text: str) -> str:
             out.append(f"\\x{ord(ch):02x}")
         else:
             out.append(ch)
-    return "".join(out) or "∅"
+    return "".join(out) or ("∅" if whitespace else "")
 
 
 @dataclass(frozen=True)
@@ -64,27 +75,44 @@ def heatmap(row_labels: Sequence[str], col_labels: Sequence[str],
             cells: Sequence[Sequence[Cell]], *, vmin: float, vmax: float,
             legend: str) -> str:
     """An HTML table coloured from white (vmin) to deep blue (vmax); None cells hatched."""
-    span = (vmax - vmin) or 1.0
     head = "".join(f"<th>{esc(c)}</th>" for c in col_labels)
     rows = []
     for label, row in zip(row_labels, cells, strict=True):
         tds = []
         for cell in row:
-            classes = ["mark"] if cell.mark else []
-            if cell.value is None:
-                classes.append("na")
-                style = ""
-            else:
-                t = min(1.0, max(0.0, (cell.value - vmin) / span))
-                # white -> #1f4e9c; text turns white on the dark half
-                r, g, b = (round(255 + (c - 255) * t) for c in (0x1F, 0x4E, 0x9C))
-                fg = "#fff" if t > 0.55 else "#111"
-                style = f' style="background:rgb({r},{g},{b});color:{fg}"'
-            cls = f' class="{" ".join(classes)}"' if classes else ""
+            cls, style = _look(cell, vmin, vmax)
             tds.append(f'<td{cls}{style} title="{esc(cell.title)}">{esc(cell.text)}</td>')
         rows.append(f"<tr><th>{esc(label)}</th>{''.join(tds)}</tr>")
     return (f'<p class="legend">{esc(legend)}</p>'
             f'<table class="heat"><tr><th></th>{head}</tr>{"".join(rows)}</table>')
+
+
+def _look(cell: Cell, vmin: float, vmax: float) -> tuple[str, str]:
+    """The class and style attributes of a coloured cell (white at vmin, deep blue at
+    vmax, hatched when the value is None)."""
+    classes = ["mark"] if cell.mark else []
+    if cell.value is None:
+        classes.append("na")
+        style = ""
+    else:
+        t = min(1.0, max(0.0, (cell.value - vmin) / ((vmax - vmin) or 1.0)))
+        # white -> #1f4e9c; text turns white on the dark half
+        r, g, b = (round(255 + (c - 255) * t) for c in (0x1F, 0x4E, 0x9C))
+        fg = "#fff" if t > 0.55 else "#111"
+        style = f' style="background:rgb({r},{g},{b});color:{fg}"'
+    cls = f' class="{" ".join(classes)}"' if classes else ""
+    return cls, style
+
+
+def shaded_text(tokens: Sequence[Cell], *, vmin: float, vmax: float, legend: str) -> str:
+    """Running text, one span per token, each shaded like a heatmap cell (tooltip: its
+    numbers). Whitespace stays as written, so the text reads as the model wrote it."""
+    spans = []
+    for cell in tokens:
+        cls, style = _look(cell, vmin, vmax)
+        cls = cls.replace('class="', 'class="tok ') if cls else ' class="tok"'
+        spans.append(f'<span{cls}{style} title="{esc(cell.title)}">{esc(cell.text)}</span>')
+    return f'<p class="legend">{esc(legend)}</p><div class="text">{"".join(spans)}</div>'
 
 
 def meta_table(items: Sequence[tuple[str, object]]) -> str:

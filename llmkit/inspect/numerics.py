@@ -74,6 +74,33 @@ def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(a.float() - b.float(), dim=-1)
 
 
+def norm(a: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the last dimension, in float32.
+
+    A float16 residual of 4096 values around 100 has a sum of squares of about 4e7, far
+    past float16's largest number (65504): the norm must be taken after the cast.
+    """
+    return torch.linalg.vector_norm(a.float(), dim=-1)
+
+
+def attention_entropy(att: torch.Tensor, first_query: int = 0) -> torch.Tensor:
+    """Entropy of causal attention rows, normalised by what each row may attend to.
+
+    `att` is (..., Tq, K): the weights of queries at positions first_query ..
+    first_query + Tq - 1 over keys 0 .. K - 1. A causal query at position t may attend to
+    t + 1 keys, not K, so its entropy is divided by log(t + 1): a query that spreads its
+    weight evenly over everything it may see scores 1.0 on every row, and 0.0 means all
+    weight on one key. A row with a single key to choose from has no spread to measure
+    (0 / 0): it is NaN, which reports turn into null. Float32 throughout.
+    """
+    att = att.float()
+    Tq = att.size(-2)
+    allowed = torch.arange(first_query + 1, first_query + Tq + 1, device=att.device)  # (Tq,)
+    logp = att.log()  # exact zeros (masked keys) give -inf, counted as 0 by _p_logp
+    ent = -_p_logp(logp, logp).sum(dim=-1)  # (..., Tq), nats
+    return ent / allowed.float().log()
+
+
 class NonFinite:
     """Where NaN and Inf were met on the way out of torch: the report's `nonfinite` list.
 

@@ -366,17 +366,24 @@ class GPT(nn.Module):
         return self._run(idx, mask, None, None, cache)
 
     def inspect(
-        self, idx: torch.Tensor, mask: torch.Tensor | None = None, *, attn: bool = False
+        self,
+        idx: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        attn: bool = False,
+        cache: KVCache | None = None,
     ) -> TrunkOutput:
         """The forward pass with what per-layer tools need: every layer's residual stream
         and, with `attn`, every block's attention weights (a slower explicit path).
 
-        Not for training: it keeps n_layer + 1 activations alive. Callers reduce them at
-        once and drop them.
+        With a `cache` (generation, as in `forward`) the states are those of the new
+        tokens only and the weights are (B, nh, T, cache.pos + T): the new queries over
+        every key so far. Not for training: it keeps n_layer + 1 activations alive.
+        Callers reduce them at once and drop them.
         """
         hidden: list[torch.Tensor] = []
         weights: list[torch.Tensor] | None = [] if attn else None
-        x = self._run(idx, mask, hidden, weights)
+        x = self._run(idx, mask, hidden, weights, cache)
         return TrunkOutput(x=x, hidden=hidden, attn=weights)
 
     def _run(
@@ -545,13 +552,8 @@ class CausalLM(nn.Module):
             for _ in range(max_new_tokens):
                 if cache is None:
                     logits, _ = self(idx[:, -block_size:])  # the model sees block_size at most
-                elif cache.pos == 0 or cache.pos == block_size:
-                    # First step, or the cache is full: (re)fill it with the last block_size
-                    # tokens, exactly the window the uncached path would see.
-                    cache.reset()
-                    logits, _ = self(idx[:, -block_size:], cache=cache)
                 else:
-                    logits, _ = self(idx[:, -1:], cache=cache)  # only the newest token
+                    logits, _ = self(cache_window(idx, cache), cache=cache)
                 idx_next = sample_next(logits[:, -1, :], temperature, top_k, generator)
                 if eos_id is not None:
                     idx_next = idx_next.masked_fill(done[:, None], eos_id)
@@ -563,6 +565,19 @@ class CausalLM(nn.Module):
         finally:
             self.train(was_training)
         return idx
+
+
+def cache_window(idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """The tokens of `idx` (B, T) to run next against `cache`: only the newest one, or,
+    on the first step and whenever the cache is full, the last block_size tokens (the
+    cache is reset and refilled: exactly the window the uncached path would see).
+
+    The one rule for this, used by `generate` and by inference telemetry alike.
+    """
+    if cache.pos == 0 or cache.pos == cache.block_size:
+        cache.reset()
+        return idx[:, -cache.block_size:]
+    return idx[:, -1:]
 
 
 def check_sampling(temperature: float, top_k: int | None) -> None:

@@ -139,6 +139,12 @@ class Tokenizer:
         ids = ids.tolist() if hasattr(ids, "tolist") else [int(i) for i in ids]
         return self._tok.decode(ids, skip_special_tokens=True)
 
+    def token_text(self, i: int) -> str:
+        """One token as inspection tools show it: its own text, a special by its name
+        (`decode` leaves specials out, which would make them vanish from a table)."""
+        specials = {PAD_ID: self.pad_token, BOS_ID: self.bos_token, EOS_ID: self.eos_token}
+        return specials[i] if i in specials else self.decode([i])
+
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, path='{self.path}')"
 

@@ -10,12 +10,12 @@ tokenizer does not need every line to be useful.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors, trainers
@@ -203,6 +203,39 @@ def _check_collisions(specials: tuple[str, ...], tokens: set[str] | frozenset[st
         )
 
 
+def _text_pieces(path: Path) -> Iterator[str]:
+    """A plain text file's text, newlines included, in pieces of at most `_BATCH_CHARS`
+    bytes (a file with one huge line is read in pieces too: a word cut in two barely
+    changes the merges). A UTF-8 byte-order mark at the start is not text and is dropped.
+
+    Bytes are decoded piece by piece, so an error names the line that holds the bad byte
+    (a text-mode file decodes ahead of what it hands out: its error came lines early).
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1  # the line the next piece starts on
+    with path.open("rb") as fh:
+        raw = fh.readline(_BATCH_CHARS)
+        if raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        while raw:
+            try:
+                text = decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                raise TokenizerError(
+                    f"{path}:{line} is not UTF-8 text (byte 0x{raw[e.start]:02x}: {e.reason}); "
+                    "convert the file to UTF-8 or remove it from data.train") from None
+            if text:
+                yield text
+            line += raw.endswith(b"\n")
+            raw = fh.readline(_BATCH_CHARS)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise TokenizerError(f"{path}:{line} is not UTF-8 text (it ends inside a "
+                                 "character); convert the file to UTF-8 or remove it from "
+                                 "data.train") from None
+
+
 @dataclass
 class _Skipped:
     count: int = 0
@@ -247,20 +280,8 @@ class _Reader:
                 else:
                     yield item.text
             return
-        lines = 0
         try:
-            with path.open(encoding="utf-8", newline="") as fh:
-                # Plain text is read whole, newlines included (documents keep their inner
-                # newlines). readline(n) returns at most n characters: a file with one huge
-                # line is read in pieces too (a word cut in two barely changes the merges).
-                for piece in iter(partial(fh.readline, _BATCH_CHARS), ""):
-                    lines += piece.endswith("\n")
-                    yield piece
-        except UnicodeDecodeError as e:
-            raise TokenizerError(
-                f"{path} is not UTF-8 text ({e.reason} after line {lines}); convert it to "
-                "UTF-8 or remove it from data.train"
-            ) from None
+            yield from _text_pieces(path)
         except OSError as e:
             raise TokenizerError(f"cannot read {path} ({e.strerror}); check data.train") from None
 

@@ -10,9 +10,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llmkit.checkpoint import checkpoint_meta
 from llmkit.config import Config
+from llmkit.errors import ConfigError
 from llmkit.models import CausalLM, GPTConfig, SpanModel
 from llmkit.models.from_config import gpt_config
 from llmkit.tokenizer import Tokenizer
@@ -60,6 +62,13 @@ def resolve_precision(precision: str) -> str:
     return "32-true" if precision == "32" else precision
 
 
+def val_batch_limit(cfg: Config) -> int | float:
+    """Batches per validation: LM validation is `training.val_batches` fixed windows; span
+    validation scores every window of every validation example (1.0 = all batches), so
+    that no example is left out (`span.val_examples` caps the examples instead)."""
+    return 1.0 if cfg.project.task == "span" else cfg.training.val_batches
+
+
 def _strategy(cfg: Config) -> Any:
     name = cfg.training.strategy
     if name == "fsdp":
@@ -91,13 +100,55 @@ def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Call
         stop_at: stop after this many optimizer steps, keeping `training.max_steps` as the
             length of the learning-rate schedule (a 2N-step run stopped at N).
     """
-    training = cfg.training
     ckpt_dir = Path(logger.log_dir) / "checkpoints"
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best-step{step:06d}", monitor="val/loss",
                            mode="min", save_top_k=1, auto_insert_metric_name=False)
     extra: list[L.Callback] = [best, LearningRateMonitor(logging_interval="step")]
     if progress:
-        extra.append(LossBar(refresh_rate=cfg.logging.log_every_steps * training.grad_accum))
+        extra.append(LossBar(refresh_rate=cfg.logging.log_every_steps * cfg.training.grad_accum))
+    if cfg.training.strategy == "fsdp" and not torch.cuda.is_available():
+        raise ConfigError(["training.strategy: found 'fsdp', which shards the model across "
+                           "GPUs and there is no GPU here; use 'ddp' (it also runs on CPU: "
+                           "-o training.strategy=ddp -o training.devices=2) or 'auto'"],
+                          str(cfg.file))
+    try:
+        return _trainer(cfg, logger, [*callbacks, *extra], stop_at, progress)
+    except (MisconfigurationException, ValueError, TypeError) as e:
+        # Lightning's own checks of these settings: name the llmkit key, not its argument.
+        raise ConfigError([lightning_problem(e)], str(cfg.file)) from None
+
+
+# Lightning's argument names, as they appear in its messages -> the llmkit key that sets them
+_LIGHTNING_KEYS = (
+    ("precision", "training.precision"),
+    ("strategy", "training.strategy"),
+    ("num_nodes", "training.num_nodes"),
+    ("accumulate_grad_batches", "training.grad_accum"),
+    ("gradient_clip", "training.grad_clip"),
+    ("val_check_interval", "training.val_every_steps"),
+    ("limit_val_batches", "training.val_batches"),
+    ("max_steps", "training.max_steps"),
+    ("devices", "training.devices"),
+    ("device", "training.devices"),
+    ("accelerator", "training.devices"),
+    ("gpu", "training.devices"),
+)
+
+
+def lightning_problem(e: BaseException) -> str:
+    """One line for a configuration error Lightning raised: its reason and our key."""
+    reason = " ".join(str(e).split())[:300] or type(e).__name__
+    text = reason.lower()
+    keys = list(dict.fromkeys(key for word, key in _LIGHTNING_KEYS if word in text))
+    if not keys:
+        keys = ["training.devices", "training.strategy", "training.precision"]
+    return (f"Lightning refused the training settings ({reason}); change "
+            f"{' or '.join(keys)} in llmkit.yaml (or for one run with -o {keys[0]}=...)")
+
+
+def _trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Callback],
+             stop_at: int | None, progress: bool) -> L.Trainer:
+    training = cfg.training
     return L.Trainer(
         accelerator="auto",
         devices=training.devices,
@@ -110,10 +161,10 @@ def build_trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Call
         gradient_clip_val=training.grad_clip or None,
         val_check_interval=training.val_every_steps * training.grad_accum,  # counted in batches
         check_val_every_n_epoch=None,
-        limit_val_batches=training.val_batches,
+        limit_val_batches=val_batch_limit(cfg),
         num_sanity_val_steps=1,
         logger=logger,
-        callbacks=[*callbacks, *extra],
+        callbacks=callbacks,
         log_every_n_steps=cfg.logging.log_every_steps,
         enable_progress_bar=progress,
         enable_model_summary=False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
@@ -18,9 +17,9 @@ from llmkit.checkpoint import (
 )
 from llmkit.config import Config
 from llmkit.errors import CheckpointError
-from llmkit.fsutil import atomic_path, atomic_write_text
+from llmkit.fsutil import atomic_write_bytes, atomic_write_text
+from llmkit.models import GPTConfig
 from llmkit.tokenizer import Tokenizer
-from llmkit.trainer.task import TaskModule
 
 
 def run_to_resume(cfg: Config) -> Path:
@@ -32,12 +31,15 @@ def run_to_resume(cfg: Config) -> Path:
     return run
 
 
-def resume_point(run: Path, cfg: Config, module: TaskModule, tok: Tokenizer
-                 ) -> tuple[Path, int]:
-    """The run's last checkpoint and version, checked against the current model and tokenizer."""
+def resume_point(run: Path, cfg: Config, gpt: GPTConfig, tok: Tokenizer) -> tuple[Path, int]:
+    """The run's last checkpoint and version, checked against the current model and tokenizer.
+
+    Called before the data is prepared: a checkpoint of another tokenizer is refused
+    before the corpus is encoded again with the new one.
+    """
     ckpt = run / "checkpoints" / LAST
     meta = load_checkpoint(ckpt).get("llmkit", {})
-    check_compatible(meta, cfg, module.model.config, tok, ckpt)
+    check_compatible(meta, cfg, gpt, tok, ckpt)
     check_resumable(meta, cfg, ckpt)
     return ckpt, run_version(run)
 
@@ -45,7 +47,7 @@ def resume_point(run: Path, cfg: Config, module: TaskModule, tok: Tokenizer
 def save_run_config(cfg: Config, run_dir: Path) -> None:
     """A copy of the user's file and of the resolved config go into every run folder."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / "llmkit.yaml") as tmp:
-        shutil.copyfile(cfg.file, tmp)
-    atomic_write_text(run_dir / "config.resolved.yaml",
-                      yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    # Atomic: a full disk leaves no empty copy behind (fsutil says which file failed).
+    atomic_write_bytes(run_dir / "llmkit.yaml", cfg.file.read_bytes())
+    resolved = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write_text(run_dir / "config.resolved.yaml", resolved)

@@ -158,7 +158,7 @@ def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
         _train([tmp_path / "nope.txt"], tmp_path / "t.json")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes(b"ok\ncaf\xe9\n")
-    with pytest.raises(TokenizerError, match=r"latin1\.txt is not UTF-8"):
+    with pytest.raises(TokenizerError, match=r"latin1\.txt:2 is not UTF-8"):  # the line
         _train([latin1], tmp_path / "t.json")
 
 

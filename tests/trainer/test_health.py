@@ -121,7 +121,7 @@ def test_a_nan_stops_before_the_step_and_names_the_layer(tmp_path: Path) -> None
     assert isinstance(info.value, LlmkitError)
     assert message.startswith("non-finite loss (nan) at step 4: activations first became "
                               "non-finite in transformer.h.1 (block 1 of 3, counting from 0)")
-    assert f"the last good checkpoint {ckpt_dir / 'last.ckpt'} is kept" in message
+    assert f"the last good checkpoint {ckpt_dir / 'last.ckpt'} (verified) is kept" in message
     assert "training.lr" in message
 
     ckpt = load_checkpoint(ckpt_dir / "last.ckpt")

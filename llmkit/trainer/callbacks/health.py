@@ -32,6 +32,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from llmkit.checkpoint import load_checkpoint
 from llmkit.console import Log
 from llmkit.errors import LlmkitError
 
@@ -251,9 +252,15 @@ class NonFiniteGuard(L.Callback):
 
     def _kept(self) -> str:
         path = self.last_checkpoint
-        if path is not None and path.is_file():
-            return f"; the last good checkpoint {path} is kept"
-        return ""
+        if path is None or not path.is_file():
+            return ""
+        # Verified before it is called good: a run resumed from a damaged file must not
+        # send the user back to it.
+        try:
+            load_checkpoint(path)
+        except LlmkitError as e:
+            return f"; the last checkpoint is not usable either: {e}"
+        return f"; the last good checkpoint {path} (verified) is kept"
 
     def _diagnose(self, trainer: L.Trainer, pl_module: L.LightningModule,
                   batches: list[Any]) -> str:
