@@ -68,18 +68,19 @@ _override = click.option("-o", "--override", "overrides", multiple=True, metavar
               help="lm: causal language model; span: predict a character span of the text.")
 @click.option("--size", type=click.Choice(["auto", "tiny", "small", "base"]), default="auto",
               show_default=True, help="Model size preset; auto picks one that fits the data.")
-@click.option("--data", "data", type=click.Path(path_type=Path), default=None,
-              help="Your data (a file or folder) instead of the sample data.")
+@click.option("--data", "data", type=click.Path(path_type=Path), multiple=True,
+              help="Your data (a file or folder) instead of the sample data; repeat it for "
+                   "several (files named val*/dev* become validation data).")
 @click.option("--link-data", is_flag=True, help="Symlink --data instead of copying it.")
 @click.option("--force", is_flag=True, help="Write into an existing non-empty folder.")
 @click.pass_context
-def new(ctx: click.Context, name: str, task: str, size: str, data: Path | None,
+def new(ctx: click.Context, name: str, task: str, size: str, data: tuple[Path, ...],
         link_data: bool, force: bool) -> None:
     """Create a project NAME that trains out of the box on its sample data."""
     from llmkit.scaffold import create_project
 
     parent = Path(ctx.obj.get("start") or Path.cwd())
-    result = create_project(name, parent, task=task, size=size, data=data, force=force,
+    result = create_project(name, parent, task=task, size=size, data=list(data), force=force,
                             link_data=link_data)
     click.echo(result.summary())
 
@@ -183,26 +184,33 @@ def generate(ctx: click.Context, prompt: str, max_new_tokens: int, temperature: 
 @cli.command()
 @click.option("--text", default=None, help="One text to predict a span for.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path), default=None,
-              help="A JSONL file; each line's text is in data.text_field ('text' by default).")
+              help="A JSONL file: a 'text' (data.text_field) or 'context' (with 'question') "
+                   "field per line.")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write predictions as JSONL here instead of printing them.")
+@click.option("--keep-text", is_flag=True,
+              help="Repeat each input's text/context in its output line.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Texts per forward pass (--input).")
+              help="Windows per forward pass (a long text is several windows).")
 @_device
 @_override
 @click.pass_context
 def predict(ctx: click.Context, text: str | None, input_path: Path | None,
-            output: Path | None, checkpoint: Path | None, batch_size: int, device: str,
-            overrides: tuple[str, ...]) -> None:
-    """Predict spans with a span-prediction checkpoint."""
+            output: Path | None, keep_text: bool, checkpoint: Path | None, batch_size: int,
+            device: str, overrides: tuple[str, ...]) -> None:
+    """Predict spans with a span-prediction checkpoint.
+
+    Each output line keeps its input line's other fields (an id, ...) and adds span,
+    span_text and score; texts of any length are read in windows.
+    """
     if (text is None) == (input_path is None):
         raise click.UsageError("give exactly one of --text TEXT or --input FILE.jsonl")
     cfg = _config(ctx, overrides)
     from llmkit.commands import predict as command
 
     command.run(cfg, text=text, input_path=input_path, output=output, checkpoint=checkpoint,
-                batch_size=batch_size, device=device, echo=click.echo)
+                batch_size=batch_size, keep_text=keep_text, device=device, echo=click.echo)
 
 
 @cli.command()

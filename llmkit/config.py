@@ -54,6 +54,7 @@ class DataConfig:
     format: Literal["auto", "text", "jsonl"] = "auto"  # auto: by extension
     val_fraction: float = 0.1  # share of documents held out when `val` is empty
     text_field: str = "text"  # the JSONL field holding the text
+    window_stride: int | None = None  # span: tokens between window starts (null: half)
     cache_dir: str = "data/.cache"  # where `llmkit prepare` writes encoded data
 
 
@@ -79,6 +80,7 @@ class ModelConfig:
     dropout: float | None = None  # dropout in attention, MLP and residuals
     bias: bool = False  # biases in Linear and LayerNorm layers
     pad_vocab_multiple: int = 1  # round embedding rows up (64 helps GPUs); loss unchanged
+    init_from: str | None = None  # span: start the trunk from this LM checkpoint or project
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class TrainingConfig:
 class SpanConfig:
     max_span_tokens: int = 64  # longest span the decoder considers
     nospan_threshold: float = 0.0  # predict a span only if it beats "no span" by this
+    val_examples: int | None = None  # validation examples scored (null: every one)
 
 
 @dataclass(frozen=True)
@@ -489,6 +492,14 @@ def _check_ranges(cfg: Config, problems: list[str]) -> None:
     need(t.num_workers >= 0, "training.num_workers", t.num_workers, "an integer >= 0")
     need(0.0 < t.overfit_ratio < 1.0, "training.overfit_ratio", t.overfit_ratio, "(0, 1)")
     need(sp.max_span_tokens >= 1, "span.max_span_tokens", sp.max_span_tokens, "an integer >= 1")
+    need(sp.val_examples is None or sp.val_examples >= 1, "span.val_examples",
+         sp.val_examples, "null (score every validation example) or an integer >= 1")
+    if d.window_stride is not None:
+        need(1 <= d.window_stride <= m.block_size - 2, "data.window_stride", d.window_stride,
+             f"null (half a window) or an integer in [1, model.block_size - 2 = "
+             f"{m.block_size - 2}]")
+    need(m.init_from is None or cfg.project.task == "span", "model.init_from", m.init_from,
+         "null for task lm (init_from starts a span model from a trained LM)")
     for key in ("log_every_steps", "sample_every_steps", "health_every_steps", "num_samples"):
         v = getattr(lg, key)
         need(v >= 1, f"logging.{key}", v, "an integer >= 1")

@@ -158,9 +158,11 @@ def _overlap(report: dict[str, Any]) -> Finding | None:
             return None
         return Finding(
             "val-duplicates", "warning",
-            f"{dup:,} of {n_val:,} validation examples ({dup / n_val:.1%}) have a text that "
-            f"is also in the training data: validation scores will look better than the "
-            f"model is", "remove the duplicates (dedup) or split by document or trace",
+            f"{dup:,} of {n_val:,} validation examples ({dup / n_val:.1%}) have a text or "
+            f"context that is also in the training data: validation scores will look better "
+            f"than the model is",
+            "give examples of one text the same \"group\", or let llmkit split data.train "
+            "(data.val: []), which keeps shared contexts on one side",
             {"duplicate_val_texts": dup, "examples_val": n_val, "limit": MAX_VAL_OVERLAP})
     share = report.get("overlap")
     if share is None or share <= MAX_VAL_OVERLAP:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,8 +260,10 @@ def format_ratio(x: float) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def estimate_train_tokens(data_path: Path, kind: str = "bpe", text_field: str = "text") -> int:
-    """Training tokens in `data_path` (a file or a folder), estimated without a tokenizer.
+def estimate_train_tokens(data_path: Path | Sequence[Path], kind: str = "bpe",
+                          text_field: str = "text") -> int:
+    """Training tokens in `data_path` (a file or a folder, or several), estimated without a
+    tokenizer.
 
     bpe: text bytes / `BPE_BYTES_PER_TOKEN` (4; llmkit's smaller vocabularies give more
     tokens than that, so the estimate is low and the preset it picks is on the safe side).
@@ -273,7 +275,8 @@ def estimate_train_tokens(data_path: Path, kind: str = "bpe", text_field: str = 
     Raises:
         DataError: the path does not exist or holds no data file.
     """
-    files = list(_data_files(Path(data_path)))
+    paths = [Path(data_path)] if isinstance(data_path, (str, Path)) else list(data_path)
+    files = [f for path in paths for f in _data_files(Path(path))]
     if not files:
         raise DataError(f"{data_path}: no data files found (plain text or .jsonl); give a "
                         f"file or a folder holding them")
@@ -287,7 +290,7 @@ def estimate_train_tokens(data_path: Path, kind: str = "bpe", text_field: str = 
     return int(tokens * TRAIN_SHARE)
 
 
-def recommend_for_data(data_path: Path, *, kind: str = "bpe",
+def recommend_for_data(data_path: Path | Sequence[Path], *, kind: str = "bpe",
                        task: str = "lm") -> SizeRecommendation:
     """What `llmkit new --size auto --data PATH` writes for the data at `data_path`.
 
@@ -303,7 +306,8 @@ def recommend_for_data(data_path: Path, *, kind: str = "bpe",
     return recommend_preset(tokens, vocab_size=256, task=task)
 
 
-def auto_size_for_data(data_path: Path, *, kind: str = "bpe", task: str = "lm") -> str:
+def auto_size_for_data(data_path: Path | Sequence[Path], *, kind: str = "bpe",
+                       task: str = "lm") -> str:
     """The preset name of `recommend_for_data`."""
     return recommend_for_data(data_path, kind=kind, task=task).preset
 
@@ -350,3 +354,76 @@ def _jsonl_text(line: bytes, text_field: str) -> str:
         return ""
     doc = document_of("", obj, text_field) if isinstance(obj, dict) else None
     return doc.text if isinstance(doc, Document) else ""
+
+
+# --------------------------------------------------------------------------------------
+# Span examples: how long they are, and the context that holds them
+# --------------------------------------------------------------------------------------
+
+# Contexts a span project is offered: powers of two up to the base preset's.
+CONTEXTS = (128, 256, 512, 1024)
+# The share of examples a chosen context should hold in one window; longer ones are read
+# in overlapping windows, which costs compute but loses nothing.
+COVER = "p90"
+
+
+def estimate_example_lengths(data_path: Path | Sequence[Path], kind: str = "bpe") -> list[int]:
+    """Tokens per span example (question and context with their special tokens), estimated
+    without a tokenizer from the first `SAMPLE_BYTES` of each JSON Lines file.
+
+    bpe: UTF-8 bytes / `BPE_BYTES_PER_TOKEN`; char: characters. Small llmkit vocabularies
+    give more tokens than 4 bytes each, so real lengths run longer than this estimate;
+    `llmkit size` reports the real ones once the tokenizer exists.
+    """
+    paths = [Path(data_path)] if isinstance(data_path, (str, Path)) else list(data_path)
+    lengths = []
+    for path in paths:
+        for f in _data_files(Path(path)):
+            if file_format(f, "auto") != "jsonl":
+                continue
+            with open(f, "rb") as fh:
+                head = fh.read(SAMPLE_BYTES)
+            lines = head.splitlines()
+            if len(head) == SAMPLE_BYTES and len(lines) > 1:
+                lines = lines[:-1]
+            for line in lines:
+                text = _jsonl_text(line, "text")
+                if not text:
+                    continue
+                n = len(text) if kind == "char" else len(text.encode("utf-8")) / \
+                    BPE_BYTES_PER_TOKEN
+                lengths.append(math.ceil(n) + (3 if b'"question"' in line else 2))
+    return lengths
+
+
+def choose_context(p: dict[str, int]) -> int:
+    """The smallest of `CONTEXTS` that holds the `COVER` (90th percentile) example in one
+    window; the largest when even that is too short (the rest is read in windows)."""
+    return next((c for c in CONTEXTS if c >= p[COVER]), CONTEXTS[-1])
+
+
+def windows_for(n_tokens: int, block_size: int, stride: int | None = None) -> int:
+    """Windows a text of `n_tokens` tokens (special tokens included, no question) takes."""
+    from llmkit.data.windows import context_room, default_stride, window_starts
+
+    room = context_room(block_size, 0)
+    return len(window_starts(max(0, n_tokens - 2), room, stride or default_stride(room)))
+
+
+def context_advice(p: dict[str, int], block_size: int, n_longer: int | None = None,
+                   n_examples: int | None = None, stride: int | None = None) -> list[str]:
+    """Lines saying how a context of `block_size` tokens fits examples of these lengths:
+    how many fit one window, how many windows the long ones take, and the context that
+    would hold 90% of them whole."""
+    lines = []
+    fit = ""
+    if n_longer is not None and n_examples:
+        fit = f"{1 - n_longer / n_examples:.0%} of examples fit one window; "
+    lines.append(f"model.block_size {block_size}: {fit}the p90 example takes "
+                 f"{windows_for(p['p90'], block_size, stride)} window(s), the longest "
+                 f"{windows_for(p['max'], block_size, stride)}")
+    best = choose_context(p)
+    if block_size < p[COVER] and best > block_size:
+        lines.append(f"  model.block_size {best} would hold 90% of the examples in one "
+                     f"window (a longer context costs more per step; windows lose nothing)")
+    return lines

@@ -100,8 +100,9 @@ def test_span_duplicates_are_reported(tmp_path: Path) -> None:
     gpt = preset_gpt("tiny", 8000, "span")
     report = _report(task="span", overlap=None, documents_val=20, duplicate_val_texts=7)
     (line,) = preflight_warnings(cfg, gpt, report)
-    assert line.startswith("warning: 7 of 20 validation examples (35.0%) have a text that is "
-                           "also in the training data")
+    assert line.startswith("warning: 7 of 20 validation examples (35.0%) have a text or "
+                           "context that is also in the training data")
+    assert 'the same "group"' in line
 
 
 def test_too_many_epochs_names_the_passes_and_a_step_count(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ same windows or examples, the same loss and decoder), on `--device`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from functools import partial
@@ -25,14 +24,16 @@ from llmkit.data.prepare import prepare_data
 from llmkit.data.spans import SpanDataset, collate_spans
 from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.metrics.lm import bits_per_token, perplexity
-from llmkit.metrics.spans import score_spans
-from llmkit.models import CausalLM, SpanModel, decode_spans, span_loss
-from llmkit.tokenizer import token_span_to_char_span
+from llmkit.models import CausalLM, SpanModel, span_loss
+from llmkit.span_decode import score_validation, window_spans
 
 
 def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto",
              log: Log = lambda message: None) -> dict[str, Any]:
     """Validation metrics of `checkpoint` (default: the best of the latest run).
+
+    Span projects are scored on every validation example (or `span.val_examples` of them),
+    with `val_examples` / `val_windows` saying how many.
 
     Non-finite values come back as None; the checkpoint's path is under "checkpoint".
     """
@@ -53,11 +54,13 @@ def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto
             if metrics["val/loss"] is not None and per_token:
                 metrics["val/bits_per_byte"] = metrics["val/bits_per_token"] / per_token
         else:
-            dataset = SpanDataset(prepared.val, vocab_size=tok.vocab_size)
+            # Every validation example (or span.val_examples of them), as training does.
+            dataset = SpanDataset(prepared.val, cfg.model.block_size, cfg.data.window_stride,
+                                  vocab_size=tok.vocab_size,
+                                  max_examples=cfg.span.val_examples, seed=cfg.project.seed)
             loader = DataLoader(dataset, batch_size=batch_size,
                                 collate_fn=partial(collate_spans, pad_id=tok.pad_id))
-            batches = itertools.islice(loader, cfg.training.val_batches)
-            metrics = _span_metrics(model, batches, dataset, cfg, dev)
+            metrics = _span_metrics(model, loader, dataset, cfg, dev)
     metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                for k, v in metrics.items()}
     metrics["checkpoint"] = str(trained.path)
@@ -76,29 +79,28 @@ def _lm_metrics(model: CausalLM, loader: DataLoader, device: torch.device) -> di
     return {"val/loss": ce, "val/ppl": perplexity(ce), "val/bits_per_token": bits_per_token(ce)}
 
 
-def _span_metrics(model: SpanModel, batches, dataset: SpanDataset, cfg: Config,
+def _span_metrics(model: SpanModel, loader: DataLoader, dataset: SpanDataset, cfg: Config,
                   device: torch.device) -> dict[str, Any]:
-    """The span task's validation: loss, then the decoded character spans scored against
-    the gold ones (the same steps as `SpanModule`'s validation)."""
-    loss_sum, n = 0.0, 0
-    preds, golds = [], []
-    for batch in batches:
+    """The span task's validation: loss over every window, then one answer per example
+    scored against the gold spans (the same functions as `SpanModule`'s validation), and
+    how many examples and windows were scored."""
+    loss_sum = 0.0
+    candidates = {}
+    for batch in loader:
         ids, mask = batch["ids"].to(device), batch["mask"].to(device)
         start_logits, end_logits = model(ids, mask)
         loss = span_loss(start_logits, end_logits, batch["start"].to(device),
                          batch["end"].to(device), mask)
-        loss_sum += float(loss) * ids.size(0)
-        n += ids.size(0)
-        starts, ends, _ = decode_spans(start_logits, end_logits, mask,
-                                       cfg.span.max_span_tokens, cfg.span.nospan_threshold)
-        for i, s, e in zip(batch["index"].tolist(), starts.tolist(), ends.tolist(),
-                           strict=True):
-            example = dataset.examples[i]
-            preds.append(token_span_to_char_span(example["offsets"], s, e) if e > s
-                         else (0, 0))
-            golds.append(tuple(example["char_span"] or (0, 0)))
-    scores = score_spans(preds, golds)
-    return {"val/loss": loss_sum / max(1, n), **scores.to_log_dict("val/")}
+        loss_sum += float(loss) * ids.size(0)  # this is a CPU-GPU sync point (once a batch)
+        indices = batch["index"].tolist()
+        windows = [dataset[i][1] for i in indices]
+        found = window_spans(start_logits, end_logits, batch, windows,
+                             cfg.span.max_span_tokens)
+        candidates.update(zip(indices, found, strict=True))
+    result = score_validation(candidates, loss_sum, dataset.examples,
+                              cfg.span.nospan_threshold)
+    return {**result.metrics, "val_examples": result.counts["examples"],
+            "val_windows": result.counts["windows"]}
 
 
 def run(cfg: Config, checkpoint: Path | None, *, as_json: bool, device: str = "auto",

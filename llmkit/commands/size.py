@@ -5,12 +5,14 @@ from __future__ import annotations
 from llmkit.config import PRESETS, Config
 from llmkit.console import Log
 from llmkit.data.prepare import prepare_data
+from llmkit.data.report import format_percentiles
 from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
 from llmkit.sizing import (
     CHINCHILLA_TOKENS_PER_PARAM,
     TARGET_TOKENS_PER_PARAM,
     USEFUL_EPOCHS,
+    context_advice,
     format_ratio,
     format_table,
     model_params,
@@ -44,6 +46,7 @@ def size_command(cfg: Config, log: Log = print) -> str:
         f"{unit} ({int(report.get('tokens_val', 0)):,} validation tokens)",
         f"vocabulary: {vocab:,} ids ({tok.kind}); {used:,} occur in the training data "
         f"({used / vocab if vocab else 0:.1%})",
+        *_span_lengths(cfg, report),
         "",
         format_table(rec.table, current=model.size),
         "",
@@ -61,6 +64,18 @@ def size_command(cfg: Config, log: Log = print) -> str:
                      f"-o model.size={rec.preset})")
     lines.extend(preflight_warnings(cfg, gpt, report))
     return "\n".join(lines)
+
+
+def _span_lengths(cfg: Config, report: dict) -> list[str]:
+    """Span examples' length percentiles in tokens and how the context fits them."""
+    p = report.get("example_tokens")
+    if cfg.project.task != "span" or not p:
+        return []
+    n = int(report.get("documents_train", 0)) + int(report.get("documents_val", 0))
+    return [f"example length: {format_percentiles(p)} tokens (question, context and "
+            f"special tokens)",
+            *context_advice(p, cfg.model.block_size, report.get("multi_window_examples"), n,
+                            cfg.data.window_stride)]
 
 
 def _differs_from_preset(cfg: Config) -> bool:

@@ -26,8 +26,9 @@ from llmkit.errors import DataError, VocabMismatchError
 from llmkit.tokenizer import Tokenizer
 from llmkit.yamlio import show
 
-CACHE_VERSION = 2  # bump when the cache layout changes: old caches then count as stale
+CACHE_VERSION = 3  # bump when the cache layout changes: old caches then count as stale
 # 2: meta.json records the size of each data file (a truncated file is seen as damaged)
+# 3: span examples stored whole (prefix, context tokens), windows cut when batched
 META = "meta.json"
 SKIPPED = "skipped.jsonl"
 
@@ -72,7 +73,9 @@ def cache_keys(cfg: Config) -> dict[str, Any]:
         "data.val_fraction": None if cfg.data.val else cfg.data.val_fraction,
     }
     if cfg.project.task == "span":
-        keys["model.block_size"] = cfg.model.block_size  # longer examples are skipped
+        # A prefix must leave room for context in a window, and a stride must fit in one.
+        keys["model.block_size"] = cfg.model.block_size
+        keys["data.window_stride"] = cfg.data.window_stride
     return keys
 
 

@@ -65,8 +65,13 @@ class LlmkitDataModule(L.LightningDataModule):
             # at setup rather than in a DataLoader worker.
             self._lm_train(start_batch=0, vocab_size=vocab)
         else:
-            self.train_set = SpanDataset(self.prepared.train, vocab_size=vocab)
-            self.val_set = SpanDataset(self.prepared.val, vocab_size=vocab)
+            block, stride = self.cfg.model.block_size, self.cfg.data.window_stride
+            self.train_set = SpanDataset(self.prepared.train, block, stride, vocab_size=vocab)
+            # Every validation example is scored unless span.val_examples caps it (then a
+            # seeded random choice, not the first examples of the file).
+            self.val_set = SpanDataset(self.prepared.val, block, stride, vocab_size=vocab,
+                                       max_examples=self.cfg.span.val_examples,
+                                       seed=self.cfg.project.seed)
 
     @property
     def _batch_size(self) -> int:
@@ -127,11 +132,20 @@ class LlmkitDataModule(L.LightningDataModule):
 
     @property
     def val_examples(self) -> list[SpanExample]:
-        """Span validation examples by the `index` of a batch (text, char_span, offsets)."""
+        """Span validation examples by the `example` of a batch (text, char_span, offsets)."""
         self.setup()
         if not isinstance(self.val_set, SpanDataset):
             raise AttributeError("val_examples exists only for task span")
         return self.val_set.examples
+
+    def validation_summary(self) -> str:
+        """How much span validation scores, in one line (examples and windows)."""
+        self.setup()
+        assert isinstance(self.val_set, SpanDataset)
+        n, total = len(self.val_set.examples), self.val_set.total_examples
+        which = (f"all {n:,} validation examples" if n == total else
+                 f"{n:,} of {total:,} validation examples (span.val_examples)")
+        return f"validation scores {which} ({len(self.val_set):,} windows)"
 
     def train_batches_seen(self) -> int:
         """Training batches this rank has trained on (what a resume starts after)."""

@@ -53,8 +53,13 @@ class DataReport:
     # span only
     nospan_train: int | None = None
     nospan_val: int | None = None
-    duplicate_val_texts: int | None = None  # val examples whose text is also in train
+    duplicate_val_texts: int | None = None  # val examples whose text/context is also in train
     widened_spans: int | None = None  # spans that do not end on token boundaries
+    windows_train: int | None = None  # model inputs the examples are cut into
+    windows_val: int | None = None
+    example_tokens: dict[str, int] | None = None  # length percentiles (see length_percentiles)
+    multi_window_examples: int | None = None  # examples longer than block_size
+    block_size: int | None = None  # the context the windows were cut for
     links: list[str] = field(default_factory=list)  # symlinks not followed, files read once
     bom_files: int = 0  # files that began with a UTF-8 byte-order mark (removed, not text)
 
@@ -64,6 +69,11 @@ class DataReport:
         specials = self.documents_train * (2 if self.task == "span" else 1)
         text_tokens = self.tokens_train - specials
         return self.bytes_train / text_tokens if text_tokens > 0 else None
+
+    def _windows_per_example(self) -> str:
+        examples = self.documents_train + self.documents_val
+        windows = (self.windows_train or 0) + (self.windows_val or 0)
+        return f"{windows / examples:.2f} per example" if examples else "no example"
 
     @property
     def val_bytes_per_token(self) -> float | None:
@@ -118,9 +128,16 @@ class DataReport:
                 if n is not None and total:
                     lines.append(f"  {'no-span ' + split:<16} {n:,} of {total:,} "
                                  f"({n / total:.1%})")
+            if self.windows_train is not None and self.windows_val is not None:
+                lines.append(f"  {'windows':<16} train {self.windows_train:,}   val "
+                             f"{self.windows_val:,} ({self._windows_per_example()})")
+            if self.example_tokens:
+                lines.append(f"  {'example length':<16} {format_percentiles(self.example_tokens)}"
+                             f" tokens; {self.multi_window_examples or 0:,} longer than "
+                             f"block_size {self.block_size} (read in windows)")
             if self.duplicate_val_texts is not None:
-                lines.append(f"  {'val duplicates':<16} {self.duplicate_val_texts:,} val "
-                             f"texts also in train")
+                lines.append(f"  {'val overlap':<16} {self.duplicate_val_texts:,} val "
+                             f"examples share their text/context with train")
             if self.widened_spans:
                 lines.append(f"  {'widened spans':<16} {self.widened_spans:,} spans start or "
                              f"end inside a token (widened to whole tokens)")
@@ -136,6 +153,28 @@ class DataReport:
                                                              key=lambda kv: -kv[1]))
             lines.append(f"  {'skipped':<16} {total:,} lines: {kinds}")
         return "\n".join(lines)
+
+
+PERCENTILES = (50, 90, 99)
+
+
+def length_percentiles(lengths: list[int]) -> dict[str, int] | None:
+    """`{"p50", "p90", "p99", "max"}` of example lengths in tokens (None: no example).
+
+    Nearest-rank percentiles: each is a length some example really has.
+    """
+    if not lengths:
+        return None
+    ordered = sorted(lengths)
+    n = len(ordered)
+    out = {f"p{p}": ordered[max(0, math.ceil(p / 100 * n) - 1)] for p in PERCENTILES}
+    out["max"] = ordered[-1]
+    return out
+
+
+def format_percentiles(p: dict[str, int]) -> str:
+    """`median 120, p90 310, p99 890, max 2,048` for a `length_percentiles` result."""
+    return (f"median {p['p50']:,}, p90 {p['p90']:,}, p99 {p['p99']:,}, max {p['max']:,}")
 
 
 def vocab_counts(ids: np.ndarray | NpyFile, vocab_size: int, chunk: int = CHUNK) -> np.ndarray:

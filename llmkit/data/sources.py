@@ -400,7 +400,18 @@ def iter_jsonl_documents(f: SourceFile, text_field: str, on_bytes: ProgressFn | 
 
 
 def document_of(where: str, obj: dict[str, Any], text_field: str) -> Document | BadLine:
-    """The document in one JSON object's `text_field`, or why it has none."""
+    """The document in one JSON object's `text_field`, or why it has none.
+
+    A span line with a `context` (and maybe a `question`) instead of the text field is the
+    text the model reads: the question, a newline, the context. So the tokenizer learns
+    both, and sizing counts both.
+    """
+    if text_field not in obj and "span" in obj and isinstance(obj.get("context"), str):
+        question = obj.get("question")
+        text = obj["context"] if not isinstance(question, str) else \
+            f"{question}\n{obj['context']}"
+        if text.strip():
+            return Document(text, where)
     text = obj.get(text_field)
     if text_field not in obj:
         return BadLine(where, "missing text", missing_field(text_field, obj))

@@ -1,4 +1,10 @@
-"""Task span: JSON Lines examples read, split and encoded into `train.jsonl` / `val.jsonl`."""
+"""Task span: JSON Lines examples read, split and encoded into `train.jsonl` / `val.jsonl`.
+
+Examples are split by `group`, else `trace_id`, else context text (`SpanInput.split_key`),
+so questions on one paragraph land on one side. Each example is stored once, whole; the
+windows the model reads are cut from it when batches are made (`llmkit.data.windows`), and
+the report counts them.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,9 @@ from llmkit.console import Log
 from llmkit.data.cache import SKIPPED
 from llmkit.data.hashing import digest64
 from llmkit.data.pipeline import JsonlSink, Progress, Skips, encode_all, write_sides
-from llmkit.data.report import DataReport
+from llmkit.data.report import DataReport, length_percentiles
 from llmkit.data.sources import BadLine, SourceFile, display_name, iter_jsonl
-from llmkit.data.spans import SpanInput, SpanProblem, encode_span_example, parse_span_line
+from llmkit.data.spans import SpanInput, SpanProblem, encode_span_inputs, parse_span_line
 from llmkit.data.split import HashSplit
 from llmkit.errors import DataError
 from llmkit.tokenizer import Tokenizer, check_token_ids
@@ -29,10 +35,12 @@ SPAN_BATCH = 1024  # span examples per encode call
 @dataclass
 class _SpanSide:
     examples: int = 0
+    windows: int = 0
     tokens: int = 0
     bytes: int = 0
     nospan: int = 0
     widened: int = 0
+    lengths: list[int] = field(default_factory=list)  # tokens per example, as one input
 
 
 @dataclass
@@ -40,7 +48,7 @@ class _SpanPass:
     train: _SpanSide = field(default_factory=_SpanSide)
     val: _SpanSide = field(default_factory=_SpanSide)
     vocab: np.ndarray | None = None  # id counts over train
-    train_texts: set[bytes] = field(default_factory=set)  # digests, for val duplicates
+    train_texts: set[bytes] = field(default_factory=set)  # context digests, for overlap
     val_texts: list[bytes] = field(default_factory=list)
 
 
@@ -68,7 +76,7 @@ def prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
     result, skips = write_sides(
         folder, ("train.jsonl", "val.jsonl"), open_sink, one_pass,
         lambda r, split: (r.train.examples, r.val.examples,
-                          "trace" if split.by_trace else "example"),
+                          "group" if split.by_trace else "example"),
         files, HashSplit(cfg.project.seed, cfg.data.val_fraction), log,
         display_name(cfg, folder / SKIPPED))
     dup = sum(1 for d in result.val_texts if d in result.train_texts)
@@ -81,6 +89,11 @@ def prepare_span(cfg: Config, tok: Tokenizer, folder: Path,
         vocab_size=tok.vocab_size, vocab_used=vocab_used, skipped=dict(skips.counts),
         nospan_train=result.train.nospan, nospan_val=result.val.nospan,
         duplicate_val_texts=dup, widened_spans=result.train.widened + result.val.widened,
+        windows_train=result.train.windows, windows_val=result.val.windows,
+        example_tokens=length_percentiles(result.train.lengths + result.val.lengths),
+        multi_window_examples=(sum(n > cfg.model.block_size for n in result.train.lengths)
+                               + sum(n > cfg.model.block_size for n in result.val.lengths)),
+        block_size=cfg.model.block_size,
     )
     return report
 
@@ -92,7 +105,9 @@ def _span_batches(cfg: Config, files: list[tuple[SourceFile, str]], split: HashS
     batch: list[tuple[SpanInput, bool, int]] = []
     for index, (f, role) in enumerate(files):
         for item in _parsed_lines(f, cfg.data.text_field, shown, skips, index):
-            key = _span_key(item, split)
+            if item.group is not None or "trace_id" in item.trace:
+                split.by_trace = True  # the unit of the split is the group
+            key = item.split_key
             is_val = role == "val" or (role == "split" and split.is_val(key))
             batch.append((item, is_val, index))
             if len(batch) >= SPAN_BATCH:
@@ -115,12 +130,6 @@ def _parsed_lines(f: SourceFile, text_field: str, on_bytes: Callable[[int], None
             skips.add(BadLine(where, p.kind, p.reason), index)
 
 
-def _span_key(item: SpanInput, split: HashSplit) -> bytes:
-    # All steps of a trace go to the same side; without traces, identical texts do.
-    if "trace_id" in item.trace:
-        split.by_trace = True
-        return b"trace:" + str(item.trace["trace_id"]).encode("utf-8")
-    return b"text:" + item.text.encode("utf-8")
 
 
 def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanInput, bool, int]],
@@ -128,29 +137,33 @@ def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanIn
     batch = list(batch)
     if not batch:
         return
-    encoded = tok.encode_offsets_batch([inp.text for inp, _, _ in batch])
+    inputs = [inp for inp, _, _ in batch]
+    encoded = encode_span_inputs(tok, inputs, cfg.model.block_size, cfg.data.window_stride)
     train_ids: list[list[int]] = []
-    for (inp, is_val, index), (ids, offsets) in zip(batch, encoded, strict=True):
-        try:
-            ex = encode_span_example(inp, ids, offsets, cfg.model.block_size)
-        except SpanProblem as p:
-            skips.add(BadLine(inp.source, p.kind, p.reason), index)
+    for (inp, is_val, index), ex in zip(batch, encoded, strict=True):
+        if isinstance(ex, SpanProblem):
+            skips.add(BadLine(inp.source, ex.kind, ex.reason), index)
             continue
         side_name = "val" if is_val else "train"
-        check_token_ids(ex.ids, tok.vocab_size, f"the ids encoded for {side_name}.jsonl "
-                                                f"from {inp.source}")
+        check_token_ids([*ex.prefix_ids, *ex.ids], tok.vocab_size,
+                        f"the ids encoded for {side_name}.jsonl from {inp.source}")
         side: _SpanSide = getattr(result, side_name)
         out[side_name].write(ex.to_json())
+        length = len(ex.prefix_ids) + len(ex.ids) + (3 if ex.prefix_ids else 2)
         side.examples += 1
-        side.tokens += len(ex.ids)
-        side.bytes += len(inp.text.encode("utf-8"))
+        side.windows += len(ex.window_starts(cfg.model.block_size, cfg.data.window_stride))
+        side.tokens += length
+        side.lengths.append(length)
+        side.bytes += len(inp.text.encode("utf-8")) + len(inp.prefix.encode("utf-8"))
         side.nospan += ex.char_span is None
         side.widened += ex.widened
+        # Overlap is counted by context: a validation question on a paragraph that is
+        # also trained on measures memory of that paragraph.
         if is_val:
             result.val_texts.append(digest64(inp.text.encode("utf-8")))
         else:
             result.train_texts.add(digest64(inp.text.encode("utf-8")))
-            train_ids.append(ex.ids)
+            train_ids.append([*ex.prefix_ids, *ex.ids])
     if train_ids and result.vocab is not None:
         flat = np.fromiter(itertools.chain.from_iterable(train_ids), dtype=np.int64)
         result.vocab += np.bincount(flat, minlength=tok.vocab_size)[: tok.vocab_size]

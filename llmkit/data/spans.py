@@ -1,15 +1,26 @@
-"""Span examples: checking a data line, encoding it for the model, serving it in batches.
+"""Span examples: checking a data line, encoding it, serving its windows in batches.
 
-A data line is `{"text": str, "span": [start, end] | null}` with character offsets and an
-exclusive end, optionally with `trace_id`, `step` (0-based) and `steps_total` when the
-examples are the steps of a trace. The model sees `[BOS] tokens [EOS]`; the offsets of
-those positions (BOS `(0, 0)`, EOS `(len, len)`) go through
-`llmkit.tokenizer.offsets.char_span_to_token_span`, which answers in model positions
-directly. "No span" is the token span `(0, 0)`, pointing at BOS.
+A data line is either
+
+    {"text": str, "span": [start, end] | null}
+    {"question": str, "context": str, "span": [start, end] | null}
+
+with character offsets into the text (or the context) and an exclusive end. `question` is
+optional next to `context` (any prefix: a question, an instruction). A line may also carry
+`group` (a string or integer: examples of one group are kept on one side of the
+train/validation split; `trace_id` does the same for traces) and, when the examples are the
+steps of a trace, `trace_id`, `step` (0-based) and `steps_total`. Other fields are ignored
+here (and kept by `llmkit predict`).
+
+The cache holds one encoded example a line: the prefix ids, the context ids with their
+character offsets, and the gold span as context-token indices. The model never sees an
+example whole: `llmkit.data.windows` cuts it into windows of `block_size` tokens (one
+window when it fits), which is also where the `[BOS] prefix [EOS] context [EOS]` layout
+lives. Character <-> token conversion goes only through the tokenizer's offsets.
 
 Every check names what was found and what is allowed; a line that fails one is skipped and
-reported by `llmkit prepare`, never repaired: an example longer than the context is not
-truncated, and a trace step without a span is not relabelled.
+reported by `llmkit prepare`, never repaired: a trace step without a span is not
+relabelled, and a span that no token span can hold is not moved.
 
 torch is imported only where batches are built, so that `llmkit prepare` starts quickly.
 """
@@ -24,34 +35,56 @@ from typing import Any
 
 import numpy as np
 
+from llmkit.data.windows import Window, context_room, cut_window, default_stride, window_starts
 from llmkit.errors import DataError
-from llmkit.tokenizer import BOS_ID, EOS_ID, PAD_ID, check_token_ids
+from llmkit.tokenizer import PAD_ID, Tokenizer, check_token_ids
 from llmkit.tokenizer.offsets import char_span_to_token_span, token_span_to_char_span
 
 TRACE_KEYS = ("trace_id", "step", "steps_total")
+CONTEXT_FIELD = "context"  # the text spans point into, when a line has a prefix
+PREFIX_FIELD = "question"  # the prefix (question) read before the context
+GROUP_FIELD = "group"  # examples of one group stay on one side of the split
 
 
 @dataclass(frozen=True, slots=True)
 class SpanInput:
     """A data line that passed the checks that need no tokenizer."""
 
-    text: str
+    text: str  # the context: what character spans index into
     char_span: tuple[int, int] | None  # None: no span
     source: str  # file:line
     trace: dict[str, Any]  # the trace keys present on the line (may be empty)
+    prefix: str = ""  # the question / prefix ("" when the line has none)
+    group: str | int | None = None  # the line's `group` field
+
+    @property
+    def split_key(self) -> bytes:
+        """What keeps examples together in the train/validation split.
+
+        `group`, else `trace_id`, else the context text: examples that share a context
+        (several questions on one paragraph, or identical texts) always land on the same
+        side, so validation never scores a paragraph the model was trained on.
+        """
+        if self.group is not None:
+            return b"group:" + json.dumps(self.group).encode("utf-8")
+        if "trace_id" in self.trace:
+            return b"trace:" + str(self.trace["trace_id"]).encode("utf-8")
+        return b"text:" + self.text.encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
 class SpanExample:
     """One encoded example, as stored in the span cache (one JSON object per line)."""
 
-    ids: list[int]  # [BOS] tokens [EOS]
-    offsets: list[tuple[int, int]]  # character offsets per model position
-    span: tuple[int, int]  # token span, exclusive; (0, 0) = no span
+    prefix_ids: list[int]  # the prefix's tokens ([] without a prefix)
+    ids: list[int]  # the context's tokens, no special tokens
+    offsets: list[tuple[int, int]]  # character offsets of each context token
+    token_span: tuple[int, int] | None  # the gold span as context-token indices (exclusive)
     char_span: tuple[int, int] | None  # the span in the data
-    text: str
+    text: str  # the context
     source: str  # file:line of the data line
     trace: dict[str, Any]  # trace_id / step / steps_total when the data has them
+    prefix: str = ""
 
     @property
     def widened(self) -> bool:
@@ -60,9 +93,28 @@ class SpanExample:
         That happens when a span edge falls inside a token: the model can only predict
         whole tokens, so exact match is out of reach for this example.
         """
-        if self.char_span is None:
+        if self.char_span is None or self.token_span is None:
             return False
-        return token_span_to_char_span(self.offsets, *self.span) != self.char_span
+        return token_span_to_char_span(self.offsets, *self.token_span) != self.char_span
+
+    def room(self, block_size: int) -> int:
+        """Context tokens per window next to this example's prefix."""
+        return context_room(block_size, len(self.prefix_ids))
+
+    def window_starts(self, block_size: int, stride: int | None) -> list[int]:
+        """The first context token of each of this example's windows."""
+        room = self.room(block_size)
+        return window_starts(len(self.ids), room, stride or default_stride(room))
+
+    def window(self, index: int, first: int, block_size: int) -> Window:
+        """The window starting at context token `first`; `index` is this example's index."""
+        return cut_window(index, self.prefix_ids, self.ids, self.offsets, self.token_span,
+                          first, self.room(block_size))
+
+    def windows(self, index: int, block_size: int, stride: int | None) -> list[Window]:
+        """All windows of this example, in order."""
+        return [self.window(index, first, block_size)
+                for first in self.window_starts(block_size, stride)]
 
     def __getitem__(self, name: str) -> Any:
         """A field by the name it has in the cache line (`ex["text"]` == `ex.text`)."""
@@ -75,8 +127,9 @@ class SpanExample:
     def to_json(self) -> str:
         """One line of the span cache."""
         record: dict[str, Any] = {
-            "ids": self.ids, "offsets": self.offsets, "span": self.span,
-            "char_span": self.char_span, "text": self.text, "source": self.source,
+            "prefix_ids": self.prefix_ids, "ids": self.ids, "offsets": self.offsets,
+            "token_span": self.token_span, "char_span": self.char_span, "text": self.text,
+            "prefix": self.prefix, "source": self.source,
         }
         record.update(self.trace)
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
@@ -85,11 +138,13 @@ class SpanExample:
     def from_json(cls, line: str) -> SpanExample:
         """Read back a line written by `to_json`."""
         r = json.loads(line)
-        char_span = r["char_span"]
+        char_span, token_span = r["char_span"], r["token_span"]
         return cls(
-            ids=r["ids"], offsets=[(s, e) for s, e in r["offsets"]], span=tuple(r["span"]),
+            prefix_ids=r["prefix_ids"], ids=r["ids"],
+            offsets=[(s, e) for s, e in r["offsets"]],
+            token_span=None if token_span is None else (token_span[0], token_span[1]),
             char_span=None if char_span is None else (char_span[0], char_span[1]),
-            text=r["text"], source=r["source"],
+            text=r["text"], prefix=r["prefix"], source=r["source"],
             trace={k: r[k] for k in TRACE_KEYS if k in r},
         )
 
@@ -107,26 +162,49 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def parse_span_line(obj: dict[str, Any], source: str, text_field: str = "text") -> SpanInput:
+def _string_field(obj: dict[str, Any], name: str, *, required: bool) -> str:
+    from llmkit.data.sources import missing_field
+
+    if name not in obj:
+        if required:
+            raise SpanProblem("missing text", missing_field(name, obj))
+        return ""
+    value = obj[name]
+    if not isinstance(value, str):
+        raise SpanProblem("text not a string", f"{name!r} is {type(value).__name__}, not a "
+                                                f"string")
+    if required and not value:
+        raise SpanProblem("empty text", f"{name!r} is empty")
+    return value
+
+
+def parse_span_line(obj: dict[str, Any], source: str, text_field: str = "text", *,
+                    need_span: bool = True) -> SpanInput:
     """Check one JSON object against the span data format (everything but tokenization).
+
+    `need_span=False` reads an input to predict on: the span may be missing (and is then
+    no span, as far as this object is concerned).
 
     Raises:
         SpanProblem: the line breaks the format; the message says what and how to fix it.
     """
-    from llmkit.data.sources import missing_field
-
-    if text_field not in obj:
-        raise SpanProblem("missing text", missing_field(text_field, obj))
-    text = obj[text_field]
-    if not isinstance(text, str):
-        raise SpanProblem("text not a string",
-                          f"{text_field!r} is {type(text).__name__}, not a string")
-    if not text:
-        raise SpanProblem("empty text", f"{text_field!r} is empty")
-    if "span" not in obj:
+    has_context = CONTEXT_FIELD in obj and text_field != CONTEXT_FIELD
+    if has_context and text_field in obj:
+        raise SpanProblem("text and context", f"the line has both {text_field!r} and "
+                                              f"{CONTEXT_FIELD!r}: give the text spans point "
+                                              f"into as one of them")
+    if not has_context and PREFIX_FIELD in obj and text_field != PREFIX_FIELD:
+        raise SpanProblem("question without context",
+                          f"{PREFIX_FIELD!r} needs a {CONTEXT_FIELD!r} field beside it (the "
+                          f"text the span points into); rename {text_field!r} to "
+                          f"{CONTEXT_FIELD!r}")
+    text = _string_field(obj, CONTEXT_FIELD if has_context else text_field, required=True)
+    prefix = _string_field(obj, PREFIX_FIELD, required=False) if has_context else ""
+    name = CONTEXT_FIELD if has_context else "text"
+    if "span" not in obj and need_span:
         raise SpanProblem("missing span", 'no "span" field; give [start, end] or null for '
                                           '"no span"')
-    span = obj["span"]
+    span = obj.get("span")
     char_span: tuple[int, int] | None = None
     if span is not None:
         if not (isinstance(span, list) and len(span) == 2 and all(_is_int(v) for v in span)):
@@ -135,14 +213,19 @@ def parse_span_line(obj: dict[str, Any], source: str, text_field: str = "text") 
         start, end = span
         if start < 0 or end > len(text):
             raise SpanProblem("span out of bounds",
-                              f"span [{start}, {end}] is outside the text of {len(text)} "
+                              f"span [{start}, {end}] is outside the {name} of {len(text)} "
                               f"characters (0-based character offsets, end exclusive)")
         if start >= end:
             raise SpanProblem("empty span", f"span [{start}, {end}] is empty or reversed "
                                             f"(start must be < end); use null for no span")
         char_span = (start, end)
-    trace = _check_trace(obj, char_span)
-    return SpanInput(text=text, char_span=char_span, source=source, trace=trace)
+    group = obj.get(GROUP_FIELD)
+    if group is not None and not (isinstance(group, str) or _is_int(group)):
+        raise SpanProblem("bad group", f'"{GROUP_FIELD}" must be a string or an integer, '
+                                       f"found {json.dumps(group)}")
+    trace = _check_trace(obj, char_span) if need_span else {}
+    return SpanInput(text=text, char_span=char_span, source=source, trace=trace,
+                     prefix=prefix, group=group)
 
 
 def _check_trace(obj: dict[str, Any], char_span: tuple[int, int] | None) -> dict[str, Any]:
@@ -172,63 +255,97 @@ def _check_trace(obj: dict[str, Any], char_span: tuple[int, int] | None) -> dict
     return trace
 
 
-def model_input(text: str, ids: Sequence[int], offsets: Sequence[Sequence[int]],
-                block_size: int) -> tuple[list[int], list[tuple[int, int]]]:
-    """`[BOS] ids [EOS]` and the character offsets of each of those model positions.
-
-    BOS gets `(0, 0)` and EOS `(len(text), len(text))`: empty offsets, so span conversion
-    never lands on them. Used for training data and for `llmkit predict` alike.
-
-    Raises:
-        SpanProblem: the input is longer than `block_size` (it is never truncated).
-    """
-    model_ids = [BOS_ID, *ids, EOS_ID]
-    if len(model_ids) > block_size:
-        raise SpanProblem("too long", f"too long: {len(model_ids)} tokens > block_size "
-                                      f"{block_size} (BOS and EOS included); raise "
-                                      f"model.block_size or shorten the text (examples are "
-                                      f"never truncated)")
-    n = len(text)
-    return model_ids, [(0, 0), *((int(s), int(e)) for s, e in offsets), (n, n)]
-
-
-def encode_span_example(inp: SpanInput, ids: list[int], offsets: Sequence[Sequence[int]],
-                        block_size: int) -> SpanExample:
-    """Wrap the tokens of `inp.text` in BOS/EOS and convert the character span.
+def encode_span_example(inp: SpanInput, prefix_ids: Sequence[int], ids: Sequence[int],
+                        offsets: Sequence[Sequence[int]], block_size: int,
+                        stride: int | None = None) -> SpanExample:
+    """Convert the character span of a checked line to context tokens.
 
     Args:
         inp: a checked data line.
+        prefix_ids: `Tokenizer.encode(inp.prefix)` ([] without a prefix).
         ids, offsets: `Tokenizer.encode_offsets(inp.text)`.
-        block_size: the model's context length; longer examples are refused, not cut.
+        block_size: the model's context; a long text becomes several windows, but the
+            prefix must leave room for context in each.
+        stride: `data.window_stride` (None: half of each window's context).
 
     Raises:
-        SpanProblem: the example is too long, or no token span holds the character span.
+        SpanProblem: the prefix leaves no room for context, the stride is longer than a
+            window's context, or no token span holds the character span.
     """
-    model_ids, model_offsets = model_input(inp.text, ids, offsets, block_size)
-    span = (0, 0)
+    room = context_room(block_size, len(prefix_ids))
+    if room < 1:
+        raise SpanProblem("question too long",
+                          f"the {PREFIX_FIELD} is {len(prefix_ids)} tokens: with <bos> and "
+                          f"two <eos> it leaves no room for context in model.block_size "
+                          f"{block_size}; shorten it or raise model.block_size")
+    if stride is not None and stride > room:
+        raise SpanProblem("stride longer than window",
+                          f"data.window_stride {stride} is longer than the {room} context "
+                          f"tokens a window holds beside this {PREFIX_FIELD} of "
+                          f"{len(prefix_ids)} tokens, so windows would skip text; lower "
+                          f"data.window_stride or raise model.block_size")
+    context_offsets = [(int(s), int(e)) for s, e in offsets]
+    token_span = None
     if inp.char_span is not None:
-        found = char_span_to_token_span(model_offsets, *inp.char_span)
-        if found is None:
+        token_span = char_span_to_token_span(context_offsets, *inp.char_span)
+        if token_span is None:
             s, e = inp.char_span
             raise SpanProblem("span not covered by tokens",
                               f"span [{s}, {e}] ({inp.text[s:e]!r}) starts or ends on a "
                               f"character that belongs to no token (bpe leaves spaces out "
                               f"of tokens); strip spaces from the span's edges")
-        span = found
-    return SpanExample(ids=model_ids, offsets=model_offsets, span=span,
-                       char_span=inp.char_span, text=inp.text, source=inp.source,
-                       trace=inp.trace)
+    return SpanExample(prefix_ids=list(prefix_ids), ids=list(ids), offsets=context_offsets,
+                       token_span=token_span, char_span=inp.char_span, text=inp.text,
+                       source=inp.source, trace=inp.trace, prefix=inp.prefix)
 
+
+def encode_span_inputs(tok: Tokenizer, inputs: Sequence[SpanInput], block_size: int,
+                       stride: int | None = None
+                       ) -> list[SpanExample | SpanProblem]:
+    """Encode many checked lines at once (one batched tokenizer call for the contexts and
+    one for the prefixes); a line that cannot be used gives its `SpanProblem` in place.
+
+    The one way from data lines to examples: `llmkit prepare` and `llmkit predict` both
+    call it, so the two cannot encode a text differently.
+    """
+    contexts = tok.encode_offsets_batch([inp.text for inp in inputs])
+    prefixed = [i for i, inp in enumerate(inputs) if inp.prefix]
+    prefix_ids: list[list[int]] = [[] for _ in inputs]
+    if prefixed:
+        for i, ids in zip(prefixed, tok.encode_batch([inputs[i].prefix for i in prefixed]),
+                          strict=True):
+            prefix_ids[i] = ids
+    out: list[SpanExample | SpanProblem] = []
+    for inp, pids, (ids, offsets) in zip(inputs, prefix_ids, contexts, strict=True):
+        try:
+            out.append(encode_span_example(inp, pids, ids, offsets, block_size, stride))
+        except SpanProblem as p:
+            out.append(p)
+    return out
 
 class SpanDataset:
-    """The examples of one split of the span cache (`train.jsonl` or `val.jsonl`).
+    """The windows of one split of the span cache (`train.jsonl` or `val.jsonl`).
 
-    Map-style: `dataset[i]` is `SpanExample` i, and `dataset.examples[i]` gives the text,
-    char_span and offsets to the metrics and sample callbacks by the `index` of a batch.
+    Map-style over WINDOWS: `dataset[i]` is `(i, Window)`, cut when asked for (an
+    example's windows are a pure function of the example, `block_size` and `stride`).
+    `dataset.examples[w.example]` gives the text, char_span and offsets of the example a
+    window came from to the metrics and sample callbacks.
+
+    Args:
+        cache_jsonl: `train.jsonl` or `val.jsonl` of the span cache.
+        block_size: tokens per window (`model.block_size`).
+        stride: `data.window_stride` (None: half of each window's context).
+        vocab_size: check every id against it when given.
+        max_examples: keep only this many examples, a seeded random choice (in file
+            order), so that a cap on validation does not score only the first topic of
+            the file; None keeps every example.
+        seed: seeds that choice.
     """
 
-    def __init__(self, cache_jsonl: str | Path, vocab_size: int | None = None) -> None:
-        """Load every example; check the ids against `vocab_size` when it is given.
+    def __init__(self, cache_jsonl: str | Path, block_size: int, stride: int | None = None,
+                 vocab_size: int | None = None, max_examples: int | None = None,
+                 seed: int = 0) -> None:
+        """Load the examples and list their windows.
 
         Raises:
             DataError: the file is missing or holds no example.
@@ -238,48 +355,62 @@ class SpanDataset:
         if not path.is_file():
             raise DataError(f"{path} does not exist; run `llmkit prepare`")
         with open(path, encoding="utf-8") as fh:
-            self.examples = [SpanExample.from_json(line) for line in fh if line.strip()]
-        if not self.examples:
+            examples = [SpanExample.from_json(line) for line in fh if line.strip()]
+        if not examples:
             raise DataError(f"{path} holds no example; run `llmkit prepare` and check its "
                             f"report for skipped lines")
+        self.total_examples = len(examples)
+        if max_examples is not None and max_examples < len(examples):
+            keep = np.random.default_rng(seed).choice(len(examples), max_examples,
+                                                      replace=False)
+            examples = [examples[i] for i in sorted(keep.tolist())]
+        self.examples = examples
         if vocab_size is not None:
-            biggest = max(max(e.ids) for e in self.examples)
+            biggest = max(max([*e.ids, *e.prefix_ids], default=0) for e in examples)
             check_token_ids([biggest], vocab_size, str(path))
-        self.path = path
+        self.path, self.block_size = path, block_size
+        self._where = [(i, first) for i, ex in enumerate(examples)
+                       for first in ex.window_starts(block_size, stride)]
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self._where)
 
-    def __getitem__(self, i: int) -> tuple[int, SpanExample]:
-        # The index travels with the example so that a batch can point back at its text.
-        return i, self.examples[i]
+    def __getitem__(self, i: int) -> tuple[int, Window]:
+        # The index travels with the window so that a batch can point back at it.
+        example, first = self._where[i]
+        return i, self.examples[example].window(example, first, self.block_size)
 
 
-def collate_spans(batch: Sequence[tuple[int, SpanExample]], pad_id: int = PAD_ID
-                  ) -> dict[str, Any]:
-    """Pad a list of `(index, example)` to the batch's longest example.
+def collate_spans(batch: Sequence[tuple[int, Window]], pad_id: int = PAD_ID) -> dict[str, Any]:
+    """Pad a list of `(index, window)` to the batch's longest window.
 
     Returns a dict of tensors: `ids (B, T)` int64, `mask (B, T)` bool (True on real
-    positions, BOS and EOS included), `start (B,)` and `end (B,)` int64 (token span; 0, 0
-    for no span), `index (B,)` int64 into the dataset, and `n_tokens`, the number of real
-    tokens as a plain int (counted here on the CPU, so throughput logging needs no device
-    sync).
+    positions, BOS and EOS included), `context (B, T)` bool (True on the context tokens,
+    the only positions a span may cover), `start (B,)` and `end (B,)` int64 (the window's
+    target token span; 0, 0 for no span), `index (B,)` int64 (the window's index in the
+    dataset), `example (B,)` int64 (its example's index), and `n_tokens`, the number of
+    real tokens as a plain int (counted here on the CPU, so throughput logging needs no
+    device sync).
     """
     import torch
 
-    longest = max(len(ex.ids) for _, ex in batch)
+    longest = max(len(w.ids) for _, w in batch)
     ids = torch.full((len(batch), longest), pad_id, dtype=torch.int64)
     mask = torch.zeros((len(batch), longest), dtype=torch.bool)
-    for row, (_, ex) in enumerate(batch):
-        ids[row, : len(ex.ids)] = torch.tensor(ex.ids, dtype=torch.int64)
-        mask[row, : len(ex.ids)] = True
+    context = torch.zeros((len(batch), longest), dtype=torch.bool)
+    for row, (_, w) in enumerate(batch):
+        ids[row, : len(w.ids)] = torch.tensor(w.ids, dtype=torch.int64)
+        mask[row, : len(w.ids)] = True
+        context[row, w.context[0]:w.context[1]] = True
     return {
         "ids": ids,
         "mask": mask,
-        "start": torch.tensor([ex.span[0] for _, ex in batch], dtype=torch.int64),
-        "end": torch.tensor([ex.span[1] for _, ex in batch], dtype=torch.int64),
+        "context": context,
+        "start": torch.tensor([w.span[0] for _, w in batch], dtype=torch.int64),
+        "end": torch.tensor([w.span[1] for _, w in batch], dtype=torch.int64),
         "index": torch.tensor([i for i, _ in batch], dtype=torch.int64),
-        "n_tokens": sum(len(ex.ids) for _, ex in batch),
+        "example": torch.tensor([w.example for _, w in batch], dtype=torch.int64),
+        "n_tokens": sum(len(w.ids) for _, w in batch),
     }
 
 

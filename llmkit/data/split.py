@@ -26,7 +26,7 @@ class HashSplit:
         self.force_val, self.force_train = force_val, force_train
         self.lowest: int | None = None  # bucket of the document most eager to be in val
         self.highest: int | None = None
-        self.by_trace = False  # span data: set when a line has a trace_id
+        self.by_trace = False  # span data: set when a line has a group or trace_id
 
     def is_val(self, key: bytes) -> bool:
         b = int.from_bytes(digest64(self._salt + key), "little")

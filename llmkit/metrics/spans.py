@@ -1,4 +1,4 @@
-"""Span metrics: IoU, exact match and no-span precision/recall.
+"""Span metrics: IoU, exact match, token F1 over answer text and no-span precision/recall.
 
 One convention everywhere (DESIGN.md, problem 4): a span is `(start, end)` with an
 *exclusive* end, so it covers the positions `start, start + 1, ..., end - 1` and its length
@@ -13,6 +13,9 @@ prediction and gold use the same unit.
 from __future__ import annotations
 
 import operator
+import re
+import string
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -77,6 +80,41 @@ def exact_match(pred: Sequence[int], gold: Sequence[int]) -> bool:
     return (ps, pe) == (gs, ge)
 
 
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """An answer text as extractive-QA evaluation compares it (the SQuAD convention).
+
+    Lower case, ASCII punctuation removed, the articles "a", "an" and "the" removed,
+    runs of whitespace made single spaces: "The  Cat!" and "cat" are the same answer.
+    """
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(pred: str | None, gold: str | None) -> float:
+    """Token F1 between a predicted and a gold answer text (None: "no span").
+
+    Both are normalised (`normalize_answer`) and split on whitespace; F1 is the harmonic
+    mean of the precision and recall of their shared tokens (a bag: repeated words count
+    as often as both sides have them). As in SQuAD 2.0, a no-span scores 1 against a
+    no-span and 0 against an answer; an answer that normalises to nothing ("the") counts
+    as an empty token list and matches only another such answer.
+    """
+    if pred is None or gold is None:
+        return float(pred is None and gold is None)
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    if not p or not g:
+        return float(p == g)
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
 @dataclass(frozen=True)
 class SpanScores:
     """Aggregated span metrics over a set of (prediction, gold) pairs.
@@ -98,6 +136,8 @@ class SpanScores:
     nospan_n: int  # pairs whose gold is a no-span
     nospan_precision: float | None  # of predicted no-spans, the fraction whose gold is no-span
     nospan_recall: float | None  # of gold no-spans, the fraction predicted as no-span
+    nospan_predicted: float | None  # share of all predictions that are no-span
+    f1: float | None = None  # mean token F1 over answer texts (None: texts not given)
 
     def to_dict(self) -> dict[str, int | float | None]:
         """All fields as a plain dict (JSON-ready: `None` becomes `null`)."""
@@ -106,14 +146,21 @@ class SpanScores:
     def to_log_dict(self, prefix: str = "val/") -> dict[str, float]:
         """The TensorBoard scalars of DESIGN.md, leaving out those that are `None`.
 
-        Keys are `{prefix}span_iou`, `{prefix}exact_match`, `{prefix}nospan_precision` and
-        `{prefix}nospan_recall`.
+        Keys are `{prefix}span_iou`, `{prefix}exact_match`, `{prefix}has_span_iou`,
+        `{prefix}has_span_exact_match`, `{prefix}span_f1`, `{prefix}nospan_precision`,
+        `{prefix}nospan_recall` and `{prefix}nospan_predicted`. The has-span ones are
+        what shows a model that never answers: it scores 0 there, whatever share of
+        no-span examples props up the overall IoU.
         """
         values = {
             "span_iou": self.iou,
             "exact_match": self.exact_match,
+            "has_span_iou": self.has_span_iou,
+            "has_span_exact_match": self.has_span_exact_match,
+            "span_f1": self.f1,
             "nospan_precision": self.nospan_precision,
             "nospan_recall": self.nospan_recall,
+            "nospan_predicted": self.nospan_predicted,
         }
         return {prefix + k: float(v) for k, v in values.items() if v is not None}
 
@@ -122,12 +169,15 @@ def _ratio(num: float, den: int) -> float | None:
     return num / den if den else None
 
 
-def score_spans(preds: Sequence[Sequence[int]], golds: Sequence[Sequence[int]]) -> SpanScores:
-    """Aggregate IoU, exact match and no-span precision/recall over paired spans.
+def score_spans(preds: Sequence[Sequence[int]], golds: Sequence[Sequence[int]],
+                texts: Sequence[str] | None = None) -> SpanScores:
+    """Aggregate IoU, exact match, token F1 and no-span precision/recall over paired spans.
 
     Args:
         preds: predicted `(start, end)` spans, exclusive end; `start == end` is "no span".
         golds: gold spans, same convention and the same length as `preds`.
+        texts: the text each pair's CHARACTER spans point into; when given, `f1` is the
+            mean `token_f1` of the answer texts `text[start:end]`.
 
     Returns:
         A `SpanScores`; every rate with an empty denominator (including all of them when
@@ -138,11 +188,17 @@ def score_spans(preds: Sequence[Sequence[int]], golds: Sequence[Sequence[int]]) 
     """
     if len(preds) != len(golds):
         raise ValueError(f"got {len(preds)} predicted spans but {len(golds)} gold spans")
-    iou_sum = em_sum = has_iou = has_em = 0.0
+    if texts is not None and len(texts) != len(golds):
+        raise ValueError(f"got {len(texts)} texts for {len(golds)} span pairs")
+    iou_sum = em_sum = has_iou = has_em = f1_sum = 0.0
     has_n = nospan_n = pred_nospan = both_nospan = 0
-    for pred, gold in zip(preds, golds, strict=True):
+    for k, (pred, gold) in enumerate(zip(preds, golds, strict=True)):
         ps, pe = check_span(*pred, "predicted")
         gs, ge = check_span(*gold, "gold")
+        if texts is not None:
+            text = texts[k]
+            f1_sum += token_f1(text[ps:pe] if pe > ps else None,
+                               text[gs:ge] if ge > gs else None)
         iou = span_iou(ps, pe, gs, ge)
         em = float(exact_match((ps, pe), (gs, ge)))
         iou_sum += iou
@@ -167,4 +223,6 @@ def score_spans(preds: Sequence[Sequence[int]], golds: Sequence[Sequence[int]]) 
         nospan_n=nospan_n,
         nospan_precision=_ratio(both_nospan, pred_nospan),
         nospan_recall=_ratio(both_nospan, nospan_n),
+        nospan_predicted=_ratio(pred_nospan, n),
+        f1=_ratio(f1_sum, n) if texts is not None else None,
     )

@@ -106,19 +106,26 @@ def decode_spans(
     mask: torch.Tensor,
     max_span_tokens: int,
     nospan_threshold: float = 0.0,
+    context: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pick the best token span of each example, or "no span".
+    """Pick the best token span of each example (or window), or "no span".
 
-    A candidate span covers positions i..j (inclusive) with 1 <= i <= j < i +
-    max_span_tokens, where both i and j are real tokens other than BOS (position 0) and
-    EOS (the last real position). Its score is `start_logits[i] + end_logits[j]`; the
-    no-span score is `start_logits[0] + end_logits[0]`.
+    A candidate span covers positions i..j (inclusive) with i <= j < i + max_span_tokens,
+    where every position from i to j is allowed: a context position when `context` is
+    given, else a real token other than BOS (position 0) and EOS (the last real position).
+    So a span never starts in a question prefix or crosses its separator. Its score is
+    `start_logits[i] + end_logits[j]`; the no-span score is `start_logits[0] +
+    end_logits[0]`. Their difference is a log-odds margin (softmax normalisers cancel), so
+    margins of different windows of one text compare on one scale.
 
     Args:
         start_logits, end_logits: (B, T) logits.
         mask: (B, T) bool, True at real tokens (BOS and EOS included).
         max_span_tokens: the longest span, in tokens, that may be predicted.
         nospan_threshold: predict a span only when it beats no-span by more than this.
+        context: optional (B, T) bool, True at the positions a span may cover (the
+            context tokens of a `[BOS] question [EOS] context [EOS]` window); it must be
+            one contiguous run per row (the band below checks only both ends).
 
     Returns:
         `(starts, ends, scores)`, each (B,): the token span `(starts, ends)` with an
@@ -135,6 +142,8 @@ def decode_spans(
     pos = torch.arange(T, device=mask.device)  # (T,)
     last = torch.where(mask, pos, -1).max(dim=1).values  # (B,)
     valid = mask & (pos > 0) & (pos != last[:, None])  # (B, T)
+    if context is not None:
+        valid = valid & context
 
     # Look only at the band j = i + k, k < L, instead of the full (T, T) matrix:
     # window[b, i, k] holds the value at position i + k (padding past the end).

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,7 +23,12 @@ from llmkit.config import MAX_NAME_CHARS, project_name_problem
 from llmkit.errors import ScaffoldError
 from llmkit.fsutil import atomic_path, atomic_write_bytes
 from llmkit.scaffold.render import render_template, template_files
-from llmkit.scaffold.settings import check_task, config_values, resolve_size
+from llmkit.scaffold.settings import (
+    check_task,
+    config_values,
+    own_span_settings,
+    resolve_size,
+)
 from llmkit.scaffold.user_data import DataFile, plan_user_data
 
 _NAME_RULES = (
@@ -68,7 +74,7 @@ def create_project(
     *,
     task: str = "lm",
     size: str = "auto",
-    data: Path | None = None,
+    data: Path | Sequence[Path] | None = None,
     force: bool = False,
     link_data: bool = False,
 ) -> ScaffoldResult:
@@ -79,7 +85,8 @@ def create_project(
         parent: an existing folder to create the project in.
         task: "lm" (causal language model) or "span" (span prediction).
         size: a size preset name, or "auto" (see `resolve_size`).
-        data: the user's file or folder of .txt/.jsonl files, used instead of the sample.
+        data: the user's files or folders of .txt/.jsonl files, used instead of the
+            sample; files named like validation data (val*, valid*, dev*) become data.val.
         force: write into an existing non-empty folder, overwriting llmkit's files there;
             nothing else in the folder is touched or deleted.
         link_data: symlink `data` into the project instead of copying it (big corpora).
@@ -99,7 +106,8 @@ def create_project(
     target = parent / name
     _check_target(target, force)
 
-    plan, notes, size = _plan(name, task, size, data, link_data)
+    paths = [] if data is None else [data] if isinstance(data, (str, Path)) else list(data)
+    plan, notes, size = _plan(name, task, size, [Path(p) for p in paths], link_data)
     root = target.resolve()  # the folder every planned path must stay inside
     for item in plan:
         _check_inside(root, item.rel)
@@ -130,11 +138,17 @@ def _check_target(target: Path, force: bool) -> None:
         )
 
 
-def _plan(name: str, task: str, size: str, data: Path | None,
+def _plan(name: str, task: str, size: str, data: list[Path],
           link_data: bool) -> tuple[list[_Planned], list[str], str]:
     """Every file of the new project rendered in memory, notes, the preset; writes nothing."""
-    data_plan = plan_user_data(data, task, link=link_data) if data is not None else None
-    size, extra = resolve_size(size, data, task)  # after the data path was checked
+    data_plan = plan_user_data(data, task, link=link_data) if data else None
+    preset, extra = resolve_size(size, data or None, task)  # after the data paths were checked
+    notes: list[str] = []
+    if data and task == "span":
+        own, notes = own_span_settings(data, size, preset)
+        for section, settings in own.items():
+            extra.setdefault(section, {}).update(settings)
+    size = preset
     if data_plan is None:
         values = config_values(name, task, size, extra=extra)
     else:
@@ -151,7 +165,6 @@ def _plan(name: str, task: str, size: str, data: Path | None,
         plan.append(_Planned(tf.output, content=content))
     if data_plan is None:
         _check_sample_shipped(task, values["data"], {p.rel for p in plan})
-    notes: list[str] = []
     if data_plan is not None:
         plan += [_Planned(entry.dest, data=entry) for entry in data_plan.entries]
         if skipped := data_plan.skipped:

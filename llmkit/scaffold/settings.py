@@ -9,6 +9,7 @@ files, tokenizer, a short training schedule) is set in `TASK_SETTINGS`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,55 @@ TASK_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def resolve_size(size: str, data_path: Path | None,
+# A span project on the user's own data is natural-language text, unlike the symbolic
+# sample: byte-level BPE (several characters per token, so texts fit the context), its
+# vocabulary sized to the data as for LM projects.
+OWN_SPAN_TOKENIZER = {"kind": "bpe", "vocab_size": 2000}
+BPE_VOCAB_BY_TOKENS = ((500_000, 2000), (5_000_000, 8000))  # fewer tokens -> this vocabulary
+BPE_VOCAB_LARGE = 16000
+
+
+def own_span_settings(data_paths: Sequence[Path], size: str, preset: str
+                      ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Settings for a span project on the user's data, and notes on example lengths.
+
+    `size` is what `--size` asked for, `preset` what it resolved to.
+    BPE with a vocabulary that suits the data's size; with `--size auto`, a context
+    (`model.block_size`) that holds 90% of the examples in one window (estimated lengths,
+    see `sizing.estimate_example_lengths`); the notes give the length percentiles and how
+    many windows the long examples take.
+    """
+    from llmkit.data.report import format_percentiles, length_percentiles
+    from llmkit.sizing import (  # imports torch: only here
+        choose_context,
+        context_advice,
+        estimate_example_lengths,
+        estimate_train_tokens,
+    )
+
+    tokens = estimate_train_tokens(data_paths, "bpe")
+    vocab = next((v for limit, v in BPE_VOCAB_BY_TOKENS if tokens < limit), BPE_VOCAB_LARGE)
+    extra: dict[str, dict[str, Any]] = {"tokenizer": {**OWN_SPAN_TOKENIZER,
+                                                      "vocab_size": vocab}}
+    p = length_percentiles(estimate_example_lengths(data_paths, "bpe"))
+    if p is None:
+        return extra, []
+    block = choose_context(p) if size == "auto" else PRESETS[preset]["block_size"]
+    if size == "auto":
+        extra["model"] = {"block_size": block}
+    notes = [f"span examples are about {format_percentiles(p)} tokens long (estimated "
+             f"before the tokenizer exists; `llmkit size` measures them)",
+             *context_advice(p, block)]
+    return extra, notes
+
+
+def resolve_size(size: str, data_path: Path | Sequence[Path] | None,
                  task: str = "lm") -> tuple[str, dict[str, dict[str, Any]]]:
     """The size preset for `llmkit new --size SIZE`, and settings that go with it.
 
     "auto" with the user's data picks what `llmkit size` would recommend: the largest
     preset whose estimated tokens per parameter reach the sizing target, with dropout and
-    weight decay that follow the data size (see llmkit/trainer/sizing.py, docs/sizing.md).
+    weight decay that follow the data size (see llmkit/sizing.py, docs/sizing.md).
     "auto" on the sample data is "tiny", sized for it. Any other size must name a preset in
     `config.PRESETS`; its own regularisation defaults apply.
     """

@@ -40,7 +40,36 @@ class DataPlan:
     skipped: list[str]  # files in a folder that the task cannot read
 
 
-def plan_user_data(path: Path, task: str, *, link: bool = False) -> DataPlan:
+def plan_user_data(paths: Path | list[Path], task: str, *, link: bool = False) -> DataPlan:
+    """Plan how the user's files and folders (`--data`, repeatable) become the project's data.
+
+    Each path is planned on its own (`_plan_one`) and the plans are joined: files named
+    like validation data (val*, valid*, dev*) go to `data.val`, the rest to `data.train`,
+    so `--data train.jsonl --data dev.jsonl` keeps the two apart. Only when every file
+    looks like validation data are they all trained on (val is then split off).
+
+    Raises:
+        ScaffoldError: a path is missing or unreadable for the task, or two paths would
+            land on the same name in the project.
+    """
+    plans = [_plan_one(p, task, link=link) for p in ([paths] if isinstance(paths, Path)
+                                                     else paths)]
+    entries = [e for plan in plans for e in plan.entries]
+    seen: dict[str, Path] = {}
+    for e in entries:
+        if e.dest in seen and seen[e.dest] != e.source:
+            raise ScaffoldError(f"--data {seen[e.dest]} and --data {e.source} would both "
+                                f"become {e.dest} in the project; rename one of them")
+        seen[e.dest] = e.source
+    train = [t for plan in plans for t in plan.train]
+    val = [v for plan in plans for v in plan.val]
+    if not train:  # every file looks like validation data: train on them, split val off
+        train, val = val, []
+    skipped = [f for plan in plans for f in plan.skipped]
+    return DataPlan(entries, train, val, skipped)
+
+
+def _plan_one(path: Path, task: str, *, link: bool = False) -> DataPlan:
     """Plan how the user's file or folder at `path` becomes the project's data."""
     path = Path(path).expanduser()
     allowed = SUFFIXES[task]
@@ -54,6 +83,8 @@ def plan_user_data(path: Path, task: str, *, link: bool = False) -> DataPlan:
     if path.is_file():
         _check_suffix(path, task)
         dest = f"data/{path.name}"  # the name the user gave, even when it is a link
+        if _VAL_NAME.match(path.name):
+            return DataPlan([DataFile(source, dest, link)], [], [dest], [])
         return DataPlan([DataFile(source, dest, link)], [dest], [], [])
 
     files, skipped = [], []

@@ -50,6 +50,13 @@ def resolve_precision(precision: str) -> str:
     return "32-true" if precision == "32" else precision
 
 
+def val_batch_limit(cfg: Config) -> int | float:
+    """Batches per validation: LM validation is `training.val_batches` fixed windows; span
+    validation scores every window of every validation example (1.0 = all batches), so
+    that no example is left out (`span.val_examples` caps the examples instead)."""
+    return 1.0 if cfg.project.task == "span" else cfg.training.val_batches
+
+
 def _strategy(cfg: Config) -> Any:
     name = cfg.training.strategy
     if name == "fsdp":
@@ -142,7 +149,7 @@ def _trainer(cfg: Config, logger: TensorBoardLogger, callbacks: list[L.Callback]
         gradient_clip_val=training.grad_clip or None,
         val_check_interval=training.val_every_steps * training.grad_accum,  # counted in batches
         check_val_every_n_epoch=None,
-        limit_val_batches=training.val_batches,
+        limit_val_batches=val_batch_limit(cfg),
         num_sanity_val_steps=1,
         logger=logger,
         callbacks=callbacks,

@@ -12,6 +12,7 @@ from llmkit.config import load_config
 from llmkit.console import Log, quiet
 from llmkit.data.module import LlmkitDataModule
 from llmkit.data.prepare import prepare_data
+from llmkit.init_from import init_trunk
 from llmkit.lock import run_lock
 from llmkit.models.from_config import gpt_config
 from llmkit.preflight import preflight_warnings
@@ -53,6 +54,8 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
                               if resume_run else (None, None))  # before re-encoding the data
         prepared = prepare_data(cfg, tok, log=log, progress=progress)
         module = build_module(cfg, tok)
+        if cfg.model.init_from is not None and resume_run is None:
+            log(init_trunk(module.model.transformer, cfg, tok))  # a resume loads its weights
         if cfg.training.compile:
             module.model.compile()  # in place: checkpoint keys stay those of the plain model
         for warning in preflight_warnings(cfg, module.model.config, prepared.meta["report"]):
@@ -67,10 +70,12 @@ def train(root: Path, overrides: list[str] | None = None, *, resume: bool = Fals
         if trainer.global_rank == 0:
             save_run_config(cfg, run_dir)
         log(f"run: {run_dir}{' (resumed from ' + str(ckpt_path) + ')' if ckpt_path else ''}")
+        datamodule = LlmkitDataModule(cfg, tok)
+        if cfg.project.task == "span":
+            log(datamodule.validation_summary())  # how many examples each validation scores
         try:
             # weights_only: a checkpoint may hold tensors and plain data, never code to run.
-            trainer.fit(module, datamodule=LlmkitDataModule(cfg, tok), ckpt_path=ckpt_path,
-                        weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except (KeyboardInterrupt, SystemExit):
             # Lightning ends Ctrl-C with exit status 1 and SIGTERM with status 0 (a killed
             # job would look finished), after LastCheckpoint has saved: say so, and how to

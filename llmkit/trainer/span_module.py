@@ -7,18 +7,20 @@ from typing import Any
 import torch
 
 from llmkit.config import Config
-from llmkit.metrics.spans import score_spans
-from llmkit.models import GPTConfig, SpanModel, decode_spans, span_loss
-from llmkit.tokenizer import token_span_to_char_span
+from llmkit.models import GPTConfig, SpanModel, span_loss
+from llmkit.span_decode import score_validation, window_spans
 from llmkit.trainer.task import TaskModule
 
 
 class SpanModule(TaskModule):
-    """Trains a `SpanModel` and logs span IoU, exact match and no-span precision/recall.
+    """Trains a `SpanModel` on windows and scores whole examples at validation.
 
-    Validation predictions are kept (as character spans, converted through each example's
-    offsets) in `self.val_predictions`, keyed by the example's index in the validation
-    set, so that the highlighted-samples callback can show them.
+    Validation runs over every window of the validation set; each window hands over its
+    best span inside its context and that span's margin over "no span", and an example's
+    prediction is the best of its windows (`llmkit.data.windows.best_spans`). Predictions
+    are kept (as character spans of the context) in `self.val_predictions`, keyed by the
+    example's index in the validation set, so that the highlighted-samples callback can
+    show them; `self.val_counts` holds how many examples and windows were scored.
 
     Args:
         cfg: the project config.
@@ -29,7 +31,9 @@ class SpanModule(TaskModule):
     def __init__(self, cfg: Config, gpt: GPTConfig, meta: dict[str, Any]) -> None:
         super().__init__(cfg, meta)
         self.model = SpanModel(gpt)
-        self.val_predictions: dict[int, tuple[tuple[int, int], float]] = {}
+        self.val_predictions: dict[int, tuple[tuple[int, int], float | None]] = {}
+        self.val_counts: dict[str, int] = {"examples": 0, "windows": 0}
+        self._candidates: dict[int, tuple[int, tuple[int, int] | None, float]] = {}
         self._val_loss: list[torch.Tensor] = []
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -44,35 +48,35 @@ class SpanModule(TaskModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_predictions = {}
+        self._candidates = {}
         self._val_loss = []
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         start_logits, end_logits = self.model(batch["ids"], batch["mask"])
         loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
         self._val_loss.append(loss.detach() * batch["ids"].size(0))
-        starts, ends, scores = decode_spans(start_logits, end_logits, batch["mask"],
-                                            self.cfg.span.max_span_tokens,
-                                            self.cfg.span.nospan_threshold)
-        examples = self.trainer.datamodule.val_examples
-        for i, s, e, score in zip(batch["index"].tolist(), starts.tolist(), ends.tolist(),
-                                  scores.tolist(), strict=True):
-            offsets = examples[i]["offsets"]
-            char = token_span_to_char_span(offsets, s, e) if e > s else (0, 0)
-            self.val_predictions[i] = (char, float(score))
+        # Every window hands over its best span; the threshold is applied per example.
+        val_set = self.trainer.datamodule.val_set
+        indices = batch["index"].tolist()
+        windows = [val_set[i][1] for i in indices]
+        found = window_spans(start_logits, end_logits, batch, windows,
+                             self.cfg.span.max_span_tokens)
+        self._candidates.update(zip(indices, found, strict=True))
 
     def on_validation_epoch_end(self) -> None:
-        examples = self.trainer.datamodule.val_examples
-        indices = sorted(self.val_predictions)
-        preds = [self.val_predictions[i][0] for i in indices]
-        golds = [tuple(examples[i]["char_span"] or (0, 0)) for i in indices]
-        n = len(indices)
         loss_sum = torch.stack(self._val_loss).sum() if self._val_loss else torch.zeros(())
-        loss = float(loss_sum) / max(1, n)
-        scores = score_spans(preds, golds)
-        metrics = {"val/loss": loss, **scores.to_log_dict("val/")}
-        # Span metrics are computed on this process's share; under DDP each rank sees a
-        # disjoint part of the validation set, so the logged value is averaged across ranks.
+        # float(): a CPU-GPU sync, once per validation
+        result = score_validation(self._candidates, float(loss_sum),
+                                  self.trainer.datamodule.val_examples,
+                                  self.cfg.span.nospan_threshold)
+        self.val_predictions = result.answers
+        self.val_counts = result.counts
+        metrics = result.metrics
+        # Under DDP every rank scores the whole validation set; sync_dist only averages
+        # equal numbers.
         self.log_dict(metrics, sync_dist=self.trainer.world_size > 1)
-        self.log("val_loss", loss, prog_bar=True, logger=False)
-        if "val/span_iou" in metrics:
-            self.log("iou", metrics["val/span_iou"], prog_bar=True, logger=False)
+        self.log("val_loss", metrics["val/loss"], prog_bar=True, logger=False)
+        if "val/has_span_iou" in metrics:
+            # The console's validation line: IoU on examples that have an answer, which a
+            # model answering "no span" everywhere cannot fake.
+            self.log("has_iou", metrics["val/has_span_iou"], prog_bar=True, logger=False)

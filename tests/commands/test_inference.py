@@ -86,8 +86,11 @@ def test_predict_in_batches_equals_one_at_a_time(span, tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps({"text": x["text"]}) + "\n" for x in lines))
     quiet = lambda _: None  # noqa: E731
-    one = predict_spans(span, input_path=path, batch_size=1, device="cpu", echo=quiet)
-    many = predict_spans(span, input_path=path, batch_size=8, device="cpu", echo=quiet)
+    # keep_text: the output repeats the text only when asked (issue 11)
+    one = predict_spans(span, input_path=path, batch_size=1, device="cpu", keep_text=True,
+                        echo=quiet)
+    many = predict_spans(span, input_path=path, batch_size=8, device="cpu", keep_text=True,
+                         echo=quiet)
     assert [r["text"] for r in many] == [x["text"] for x in lines]  # input order kept
     assert [r["span"] for r in many] == [r["span"] for r in one]
     for a, b in zip(one, many, strict=True):

@@ -18,7 +18,7 @@ from llmkit.data import (
     prepare_data,
 )
 from llmkit.errors import DataError, VocabMismatchError
-from llmkit.tokenizer import PAD_ID
+from llmkit.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def quiet(msg: str) -> None:
@@ -111,19 +111,22 @@ def test_span_batches(tiny_project, project_tokenizer):
     cfg = tiny_project("span")
     tok = project_tokenizer(cfg)
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
-    ds = SpanDataset(prepared.train, vocab_size=tok.vocab_size)
+    ds = SpanDataset(prepared.train, cfg.model.block_size, vocab_size=tok.vocab_size)
     items = [ds[i] for i in (0, 1, 2)]
     batch = collate_spans(items, pad_id=PAD_ID)
-    longest = max(len(ex.ids) for _, ex in items)
-    assert batch["ids"].shape == batch["mask"].shape == (3, longest)
+    longest = max(len(w.ids) for _, w in items)
+    assert batch["ids"].shape == batch["mask"].shape == batch["context"].shape == (3, longest)
     assert batch["ids"].dtype == torch.int64 and batch["mask"].dtype == torch.bool
     assert batch["index"].tolist() == [0, 1, 2]
-    for row, (_, ex) in enumerate(items):
-        n = len(ex.ids)
-        assert batch["ids"][row, :n].tolist() == ex.ids
+    for row, (_, w) in enumerate(items):
+        n = len(w.ids)
+        assert batch["ids"][row, :n].tolist() == w.ids
         assert (batch["ids"][row, n:] == PAD_ID).all()
         assert batch["mask"][row].sum() == n
-        assert (batch["start"][row].item(), batch["end"][row].item()) == ex.span
+        # The sample texts fit one window: context is everything between BOS and EOS.
+        assert batch["context"][row].nonzero().flatten().tolist() == list(range(1, n - 1))
+        assert (batch["start"][row].item(), batch["end"][row].item()) == w.span
+        assert batch["example"][row].item() == w.example
 
 
 def test_datamodule_needs_a_prepared_cache(tiny_project, project_tokenizer):
@@ -150,12 +153,13 @@ def test_datamodule_batches(task, tiny_project, project_tokenizer):
     if task == "lm":
         assert train[0].shape == (4, 32) and val[0].shape[1] == 32
     else:
-        assert set(train) == {"ids", "mask", "start", "end", "index", "n_tokens"}
+        assert set(train) == {"ids", "mask", "context", "start", "end", "index", "example",
+                              "n_tokens"}
         assert train["n_tokens"] == int(train["mask"].sum())
         assert train["ids"].shape[0] == 4 and val["ids"].shape[0] <= 4
-        ex = dm.val_examples[int(val["index"][0])]
+        ex = dm.val_examples[int(val["example"][0])]
         assert ex["text"] == ex.text and ex["offsets"] == ex.offsets
-        assert val["ids"][0, : len(ex.ids)].tolist() == ex.ids
+        assert val["ids"][0, : len(ex.ids) + 2].tolist() == [BOS_ID, *ex.ids, EOS_ID]
 
 
 def test_datamodule_state_resumes_the_stream(tiny_project, project_tokenizer):

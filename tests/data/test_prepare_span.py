@@ -4,6 +4,7 @@ character spans converted to token spans through the tokenizer's offsets."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -55,8 +56,15 @@ BAD = [
     (json.dumps({"text": "abc", "span": [-1, 2]}), "span out of bounds", "outside"),
     (json.dumps({"text": "abc", "span": [2, 2]}), "empty span", "use null for no span"),
     (json.dumps({"text": "abc", "span": [2, 1]}), "empty span", "start must be < end"),
-    (json.dumps({"text": "a" * 40, "span": [0, 1]}), "too long",
-     "too long: 42 tokens > block_size 32"),
+    (json.dumps({"question": "a" * 30, "context": "abc", "span": [0, 1]}),
+     "question too long", "the question is 30 tokens: with <bos> and two <eos> it leaves no "
+                          "room for context in model.block_size 32"),
+    (json.dumps({"question": "a", "text": "abc", "span": [0, 1]}),
+     "question without context", "'question' needs a 'context' field"),
+    (json.dumps({"context": "abc", "text": "abc", "span": [0, 1]}),
+     "text and context", "has both 'text' and 'context'"),
+    (json.dumps({"text": "abc", "span": [0, 1], "group": [1]}), "bad group",
+     '"group" must be a string or an integer'),
     (json.dumps({"text": "a b", "span": None, "trace_id": "t2", "step": 0, "steps_total": 3}),
      "no span before the final step",
      'span is null on step 0 of trace "t2" with 3 steps: only the final step (step 2)'),
@@ -126,16 +134,21 @@ def test_char_spans_become_token_spans_through_offsets(tiny_project, project_tok
     tok = project_tokenizer(cfg)
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
     examples = read_examples(prepared.train)
-    assert [e.span for e in examples] == [(5, 8), (1, 6), (2, 3), (0, 0)]
-    for ex in examples:
+    # char tokenizer: context token i is character i
+    assert [e.token_span for e in examples] == [(4, 7), (0, 5), (1, 2), None]
+    for i, ex in enumerate(examples):
         n = len(ex.text)
-        assert ex.ids[0] == BOS_ID and ex.ids[-1] == EOS_ID
-        assert ex.offsets[0] == (0, 0) and ex.offsets[-1] == (n, n)
-        assert len(ex.offsets) == len(ex.ids)
-        if ex.char_span is not None:
+        assert len(ex.offsets) == len(ex.ids) == n
+        (w,) = ex.windows(i, cfg.model.block_size, None)  # short: one window
+        assert w.ids == [BOS_ID, *ex.ids, EOS_ID] and w.context == (1, n + 1)
+        assert w.offsets[0] == (0, 0) and w.offsets[-1] == (n, n)
+        if ex.char_span is None:
+            assert w.span == (0, 0)
+        else:
             s, e = ex.char_span
-            assert tok.decode(ex.ids[ex.span[0]:ex.span[1]]) == ex.text[s:e]
-            assert token_span_to_char_span(ex.offsets, *ex.span) == ex.char_span
+            assert w.span == (ex.token_span[0] + 1, ex.token_span[1] + 1)  # after BOS
+            assert tok.decode(w.ids[w.span[0]:w.span[1]]) == ex.text[s:e]
+            assert token_span_to_char_span(w.offsets, *w.span) == ex.char_span
 
 
 def test_bpe_span_edges(tiny_project, project_tokenizer):
@@ -150,7 +163,8 @@ def test_bpe_span_edges(tiny_project, project_tokenizer):
     assert tok.encode(" world") == tok.encode(" world")[:1]  # one token "Ġworld"
     prepared = prepare_data(cfg, tok, progress=False, log=quiet)
     examples = read_examples(prepared.train)
-    assert all(tok.decode(e.ids[e.span[0]:e.span[1]]).strip() == "world" for e in examples)
+    assert all(tok.decode(e.ids[e.token_span[0]:e.token_span[1]]).strip() == "world"
+               for e in examples)
     assert prepared.report.skipped == {"span not covered by tokens": 1}
     assert prepared.report.widened_spans == 1  # kept, but counted and warned
     assert "inside a token" in prepared.report.format()
@@ -193,8 +207,85 @@ def test_val_duplicates_of_train_texts_are_counted(tiny_project, project_tokeniz
     gpt = GPTConfig(vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16, block_size=32,
                     causal=False)
     logged += preflight_warnings(cfg, gpt, prepared.meta["report"])
-    assert any("1 of 2 validation examples (50.0%) have a text that is also in the training"
+    assert any("1 of 2 validation examples (50.0%) have a text or context that is also in "
+               "the training"
                in m for m in logged)
+
+
+def _sides(prepared) -> tuple[list[SpanExample], list[SpanExample]]:
+    return read_examples(prepared.train), read_examples(prepared.val)
+
+
+def test_questions_on_one_context_stay_on_one_side(tiny_project, project_tokenizer):
+    # One data file, no group field: 3 questions on each of 40 paragraphs.
+    lines = []
+    for c in range(40):
+        context = f"paragraph {c} about cats and dogs"
+        for q in range(3):
+            lines.append(json.dumps({"id": f"{c}-{q}", "question": f"q{q}?",
+                                     "context": context, "span": [0, 9] if q else None}))
+    cfg = tiny_project("span", files={"data/train.jsonl": "\n".join(lines) + "\n"},
+                       config={"data": {"val_fraction": 0.25}})
+    tok = project_tokenizer(cfg)
+    logged: list[str] = []
+    prepared = prepare_data(cfg, tok, progress=False, log=logged.append)
+    train, val = _sides(prepared)
+    assert val and train and len(train) + len(val) == len(lines)
+    train_contexts, val_contexts = {e.text for e in train}, {e.text for e in val}
+    assert not train_contexts & val_contexts
+    assert len(val) == 3 * len(val_contexts)  # whole paragraphs moved, never one question
+    assert prepared.report.duplicate_val_texts == 0
+    assert re.search(r"^  val overlap +0 val examples share their text/context with train$",
+                     prepared.report.format(), re.M)
+    assert all(e.prefix.startswith("q") and e.prefix_ids for e in train)
+
+
+def test_group_field_keeps_a_group_on_one_side(tiny_project, project_tokenizer):
+    # Different texts, one group each 4 lines: the group decides, not the text.
+    lines = [json.dumps({"text": f"text number {i}", "span": None, "group": i // 4})
+             for i in range(120)]
+    cfg = tiny_project("span", files={"data/train.jsonl": "\n".join(lines) + "\n"},
+                       config={"data": {"val_fraction": 0.25}})
+    tok = project_tokenizer(cfg)
+    train, val = _sides(prepare_data(cfg, tok, progress=False, log=quiet))
+    group_of = {f"text number {i}": i // 4 for i in range(120)}
+    train_groups = {group_of[e.text] for e in train}
+    val_groups = {group_of[e.text] for e in val}
+    assert val_groups and train_groups and not train_groups & val_groups
+    assert len(val) == 4 * len(val_groups)
+
+
+def test_shared_contexts_across_explicit_files_are_counted(tiny_project, project_tokenizer):
+    # With data.val given, llmkit does not move examples, but it reports the leak.
+    ctx = "the shared paragraph"
+    cfg = span_project(tiny_project,
+                       [json.dumps({"question": "a?", "context": ctx, "span": [4, 10]}),
+                        json.dumps({"question": "b?", "context": "other", "span": None})],
+                       val_lines=[json.dumps({"question": "c?", "context": ctx,
+                                              "span": None})])
+    tok = project_tokenizer(cfg)
+    prepared = prepare_data(cfg, tok, progress=False, log=quiet)
+    assert prepared.report.duplicate_val_texts == 1
+
+
+def test_long_texts_are_windowed_not_skipped(tiny_project, project_tokenizer):
+    # block_size 32 (the tiny test config): 30 context characters per window.
+    long_text = "".join(chr(ord("a") + i % 26) for i in range(100))
+    cfg = span_project(tiny_project, [json.dumps({"text": long_text, "span": [90, 95]}),
+                                      json.dumps({"text": "short", "span": None})])
+    tok = project_tokenizer(cfg)
+    logged: list[str] = []
+    prepared = prepare_data(cfg, tok, progress=False, log=logged.append)
+    assert prepared.report.skipped == {}
+    (ex, _) = read_examples(prepared.train)
+    starts = ex.window_starts(32, None)
+    assert starts == [0, 15, 30, 45, 60, 70]  # stride 15, the last one aligned to the end
+    assert prepared.report.windows_train == len(starts) + 1
+    assert prepared.report.multi_window_examples == 1
+    assert prepared.report.example_tokens["max"] == 102
+    report = prepared.report.format()
+    assert "windows          train 7   val 1" in report
+    assert "longer than block_size 32 (read in windows)" in report
 
 
 def test_text_files_are_refused_for_spans(tiny_project, project_tokenizer):

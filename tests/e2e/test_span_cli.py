@@ -152,30 +152,42 @@ def test_predict_one_text_prints_span_offsets_and_score(predicted_text):
 
 def test_predict_jsonl_writes_one_line_per_input(trained, llmkit, predicted_text):
     root = trained["root"]
-    texts = [row["text"] for row in trained["val"][:12]] + [ONE_TEXT, "a"]
+    # Short texts and texts three times longer than the context (block_size 128): those
+    # are read in windows, never refused.
+    long_text = " ".join([ONE_TEXT] * 50)
+    assert len(long_text) > 3 * 128
+    texts = [row["text"] for row in trained["val"][:12]] + [ONE_TEXT, "a", long_text]
     inp = root / "in.jsonl"
-    inp.write_text("".join(json.dumps({"text": t, "id": i}) + "\n"
+    inp.write_text("".join(json.dumps({"text": t, "id": i, "note": "x"}) + "\n"
                            for i, t in enumerate(texts)), encoding="utf-8")
     out = root / "out.jsonl"
-    proc = llmkit("predict", "--input", "in.jsonl", "--output", "out.jsonl", cwd=root)
+    proc = llmkit("predict", "--input", "in.jsonl", "--output", "out.jsonl",
+                  "--batch-size", "5", cwd=root)
     assert f"wrote {len(texts)} predictions" in proc.stdout
 
     rows = read_jsonl(out)
-    assert [r["text"] for r in rows] == texts  # one line per input, in order
-    for r in rows:
-        assert {"span", "span_text", "score"} <= set(r)
+    assert [r["id"] for r in rows] == list(range(len(texts)))  # one line per input, in order
+    for r, text in zip(rows, texts, strict=True):
+        assert set(r) == {"id", "note", "span", "span_text", "score"}  # the text is not repeated
         if r["span"] is None:
             assert r["span_text"] is None
         else:
             s, e = r["span"]
-            assert 0 <= s < e <= len(r["text"])
-            assert r["span_text"] == r["text"][s:e]
+            assert 0 <= s < e <= len(text)
+            assert r["span_text"] == text[s:e]
             assert r["score"] > 0
     assert any(r["span"] for r in rows)
+    assert rows[-1]["span"] is not None and rows[-1]["span"][1] <= len(long_text)
     # The file agrees with the one-text form.
-    (row,) = [r for r in rows if r["text"] == ONE_TEXT]
+    row = rows[texts.index(ONE_TEXT)]
     assert f"span: [{row['span'][0]}, {row['span'][1]})" in predicted_text
     assert f"score: {row['score']:.3f}" in predicted_text
+    # --keep-text repeats the text; batching does not change a prediction.
+    llmkit("predict", "--input", "in.jsonl", "--output", "kept.jsonl", "--keep-text",
+           "--batch-size", "1", cwd=root)
+    kept = read_jsonl(root / "kept.jsonl")
+    assert [r["text"] for r in kept] == texts
+    assert [r["span"] for r in kept] == [r["span"] for r in rows]
 
 
 def test_eval_json_reports_the_best_checkpoints_logged_metrics(trained, llmkit, read_events):
@@ -184,6 +196,11 @@ def test_eval_json_reports_the_best_checkpoints_logged_metrics(trained, llmkit, 
     for key in ("val/loss", "val/span_iou", "val/exact_match", "val/nospan_recall"):
         assert isinstance(metrics[key], float), (key, metrics)
     assert Path(metrics["checkpoint"]).name.startswith("best-step")
+    # Every validation example is scored, and the report says how many.
+    assert metrics["val_examples"] == len(trained["val"])
+    assert metrics["val_windows"] >= metrics["val_examples"]
+    assert f"validation scores all {len(trained['val'])} validation examples" in \
+        trained["stdout"]
 
     # The best checkpoint is the validation with the lowest val/loss; eval runs the same
     # validation on it, so it reproduces what training logged there.
@@ -205,4 +222,9 @@ def test_predict_reads_the_text_field_the_config_names(trained, llmkit):
     proc = llmkit("predict", "--input", "questions.jsonl", "--output", "answers.jsonl",
                   "-o", "data.text_field=question", cwd=root)
     assert "wrote 3 predictions" in proc.stdout
-    assert [r["text"] for r in read_jsonl(root / "answers.jsonl")] == texts
+    rows = read_jsonl(root / "answers.jsonl")
+    # The other fields are kept as they were ("text" is not the text here); the text
+    # itself is not repeated, and each span points into it.
+    assert [r["text"] for r in rows] == [7, 7, 7] and all("question" not in r for r in rows)
+    for r, text in zip(rows, texts, strict=True):
+        assert r["span"] is None or r["span_text"] == text[r["span"][0]:r["span"][1]]

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmkit.metrics.spans import SpanScores, exact_match, is_no_span, score_spans, span_iou
+from llmkit.metrics.spans import (
+    SpanScores,
+    exact_match,
+    is_no_span,
+    normalize_answer,
+    score_spans,
+    span_iou,
+    token_f1,
+)
 
 
 def reference_iou(ps: int, pe: int, gs: int, ge: int) -> float:
@@ -128,12 +136,16 @@ def test_score_spans_hand_computed():
         nospan_n=2,
         nospan_precision=pytest.approx(1 / 2),  # predicted no-span twice, right once
         nospan_recall=pytest.approx(1 / 2),  # gold no-span twice, found once
+        nospan_predicted=pytest.approx(2 / 5),
     )
     assert scores.to_log_dict() == {
         "val/span_iou": pytest.approx(0.5),
         "val/exact_match": pytest.approx(0.4),
+        "val/has_span_iou": pytest.approx(0.5),
+        "val/has_span_exact_match": pytest.approx(1 / 3),
         "val/nospan_precision": pytest.approx(0.5),
         "val/nospan_recall": pytest.approx(0.5),
+        "val/nospan_predicted": pytest.approx(0.4),
     }
 
 
@@ -154,7 +166,9 @@ def test_score_spans_empty_denominators_are_none():
     assert scores.nospan_n == 0
     assert scores.nospan_precision is None
     assert scores.nospan_recall is None
-    assert scores.to_log_dict(prefix="") == {"span_iou": 0.5, "exact_match": 0.0}
+    assert scores.to_log_dict(prefix="") == {"span_iou": 0.5, "exact_match": 0.0,
+                                             "has_span_iou": 0.5, "has_span_exact_match": 0.0,
+                                             "nospan_predicted": 0.0}
     assert scores.to_dict()["nospan_precision"] is None
 
     empty = score_spans([], [])
@@ -187,3 +201,53 @@ def test_score_spans_mean_iou_matches_reference(pairs):
         assert scores.iou == pytest.approx(expected)
     else:
         assert scores.iou is None
+
+
+def test_a_model_that_never_answers_scores_zero_on_has_span_metrics():
+    # Half the gold spans are no-spans: the overall IoU is 0.5 for a model that has
+    # learned nothing but "no span"; the has-span metrics and the no-span share show it.
+    golds = [(0, 0), (2, 5), (0, 0), (1, 3)]
+    preds = [(0, 0)] * 4
+    texts = ["a", "the big cat", "b", "dogs"]
+    logged = score_spans(preds, golds, texts).to_log_dict()
+    assert logged["val/span_iou"] == 0.5
+    assert logged["val/has_span_iou"] == 0.0
+    assert logged["val/has_span_exact_match"] == 0.0
+    assert logged["val/nospan_predicted"] == 1.0
+    assert logged["val/span_f1"] == 0.5  # 1 on the two no-span golds, 0 on the others
+
+
+@pytest.mark.parametrize("raw, normal", [
+    ("The Cat!", "cat"),
+    ("  an  apple,  a   day ", "apple day"),
+    ("theory of the atom", "theory of atom"),  # only whole-word articles go
+    ("Rock'n'Roll", "rocknroll"),
+    ("", ""),
+])
+def test_normalize_answer_follows_the_squad_convention(raw, normal):
+    assert normalize_answer(raw) == normal
+
+
+@pytest.mark.parametrize("pred, gold, f1", [
+    ("the cat sat", "a cat sat", 1.0),  # the same after normalisation
+    ("cat", "the black cat", 2 * (1 * 0.5) / 1.5),  # precision 1, recall 1/2
+    ("big big dog", "big dog", 2 * (2 / 3 * 1) / (2 / 3 + 1)),  # a bag: "big" counts once
+    ("dog", "cat", 0.0),
+    (None, None, 1.0),
+    (None, "cat", 0.0),
+    ("cat", None, 0.0),
+    ("the", "a", 1.0),  # both normalise to nothing
+])
+def test_token_f1_hand_computed(pred, gold, f1):
+    assert token_f1(pred, gold) == pytest.approx(f1)
+
+
+def test_score_spans_f1_reads_the_answer_texts():
+    texts = ["the quick brown fox", "no answer here"]
+    preds = [(4, 15), (0, 0)]  # "quick brown" vs gold "brown fox"; a right no-span
+    golds = [(10, 19), (0, 0)]
+    scores = score_spans(preds, golds, texts)
+    assert scores.f1 == pytest.approx((0.5 + 1.0) / 2)
+    assert score_spans(preds, golds).f1 is None  # no texts, no F1
+    with pytest.raises(ValueError, match="got 1 texts for 2 span pairs"):
+        score_spans(preds, golds, texts[:1])

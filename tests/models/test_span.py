@@ -253,3 +253,30 @@ def test_decode_spans_accepts_bf16_and_rejects_bad_max_span():
     assert (starts.tolist(), ends.tolist()) == want[:2]
     with pytest.raises(ValueError, match="max_span_tokens"):
         decode_spans(s, e, mask, max_span_tokens=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    prefix=st.integers(min_value=1, max_value=4),
+    context=st.integers(min_value=1, max_value=8),
+    max_span_tokens=st.integers(min_value=1, max_value=12),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_decode_spans_never_leaves_the_context(prefix, context, max_span_tokens, seed):
+    # [BOS] prefix [EOS] context [EOS], with the prefix's logits made the highest of all:
+    # an unmasked decoder would pick them; the context mask keeps the span inside.
+    T = 1 + prefix + 1 + context + 1
+    mask = prefix_mask([T], T)
+    lo, hi = prefix + 2, prefix + 2 + context
+    ctx = torch.zeros((1, T), dtype=torch.bool)
+    ctx[0, lo:hi] = True
+    s, e = masked_logits(1, T, mask, seed=seed)
+    s[0, 1:lo] += 100.0
+    e[0, 1:lo] += 100.0
+    starts, ends, scores = decode_spans(s, e, mask, max_span_tokens, -math.inf, context=ctx)
+    assert lo <= starts.item() < ends.item() <= hi
+    # The same as the brute force over the context positions alone.
+    best = max(((s[0, i] + e[0, j]).item(), i, j) for i in range(lo, hi) for j in range(lo, hi)
+               if i <= j < i + max_span_tokens)
+    assert (starts.item(), ends.item()) == (best[1], best[2] + 1)
+    assert scores.item() == pytest.approx(best[0] - (s[0, 0] + e[0, 0]).item(), rel=1e-6)

@@ -11,7 +11,9 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from llmkit.cli import cli
 from llmkit.config import PRESETS, SECTIONS, load_config, write_back
 from llmkit.errors import LlmkitError, ScaffoldError
 from llmkit.scaffold import create_project, render_template, resolve_size
@@ -411,3 +413,57 @@ def test_rendering_with_a_missing_variable_fails_loudly() -> None:
                                       if k != "n_layer"})
     with pytest.raises(jinja2.UndefinedError, match="n_layer"):
         render_template("lm/llmkit.yaml.j2", incomplete)
+
+
+def test_data_repeated_keeps_train_and_validation_apart(here: Path, tmp_path: Path) -> None:
+    train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    line = '{"question": "who?", "context": "the king went", "span": [4, 8]}\n'
+    train.write_text(line * 20)
+    dev.write_text(line * 5)
+
+    result = create_project("p", here, task="span", data=[train, dev])
+
+    cfg = load_config(result.root)
+    assert cfg.data.train == ["data/train.jsonl"] and cfg.data.val == ["data/dev.jsonl"]
+    assert cfg.path("data/dev.jsonl").read_text() == dev.read_text()
+    # The CLI takes --data more than once, in the same way.
+    proc = CliRunner().invoke(cli, ["-C", str(here), "new", "q", "--task", "span",
+                                    "--data", str(train), "--data", str(dev)])
+    assert proc.exit_code == 0, proc.output
+    assert load_config(here / "q").data.val == ["data/dev.jsonl"]
+
+
+def test_data_paths_that_collide_are_refused(here: Path, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("one\n")
+    (tmp_path / "b" / "x.txt").write_text("two\n")
+    with pytest.raises(ScaffoldError, match=r"would both become data/x\.txt"):
+        create_project("p", here, data=[tmp_path / "a" / "x.txt", tmp_path / "b" / "x.txt"])
+    assert not (here / "p").exists()  # nothing written
+
+
+def test_span_project_on_own_text_uses_bpe_and_a_context_for_its_lengths(
+        here: Path, tmp_path: Path) -> None:
+    # Natural-language examples of ~1,600 characters (~400 estimated BPE tokens).
+    context = "The quick brown fox jumps over the lazy dog near the river bank. " * 25
+    rows = [json.dumps({"question": f"Where does fox {i} jump?", "context": context,
+                        "span": [4, 9]}) for i in range(200)]
+    (tmp_path / "qa.jsonl").write_text("\n".join(rows) + "\n")
+
+    result = create_project("p", here, task="span", data=tmp_path / "qa.jsonl")
+
+    cfg = load_config(result.root)
+    assert cfg.tokenizer.kind == "bpe" and cfg.tokenizer.vocab_size == 2000
+    assert cfg.model.block_size == 512  # the smallest context holding 90% in one window
+    notes = result.summary()
+    assert "span examples are about median 416, p90 416, p99 416, max 416 tokens" in notes
+    assert "model.block_size 512: the p90 example takes 1 window(s)" in notes
+    # With a preset's context the note says how many windows the examples take.
+    tiny = create_project("t", here, task="span", size="tiny", data=tmp_path / "qa.jsonl")
+    assert load_config(tiny.root).model.block_size == 128
+    assert "model.block_size 128: the p90 example takes 6 window(s)" in tiny.summary()
+    assert "model.block_size 512 would hold 90% of the examples in one window" in \
+        tiny.summary()
+    # The sample project keeps its char tokenizer (symbolic lambda terms).
+    assert load_config(create_project("s", here, task="span").root).tokenizer.kind == "char"

@@ -65,9 +65,10 @@ def _validate(cfg, choose, callbacks=()):
     dm = LlmkitDataModule(cfg, tok)
     dm.setup()
     choices = {}
-    for ex in dm.val_examples:
-        assert ex.ids == [BOS_ID, *tok.encode(ex.text), EOS_ID]
-        choices[tuple(ex.ids)] = choose(ex.text, ex.ids, tok)
+    for i, ex in enumerate(dm.val_examples):
+        (window,) = ex.windows(i, cfg.model.block_size, None)  # short texts: one window
+        assert window.ids == [BOS_ID, *tok.encode(ex.text), EOS_ID]
+        choices[tuple(window.ids)] = choose(ex.text, window.ids, tok)
     module.model = Oracle(choices)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=list(callbacks))
@@ -222,3 +223,32 @@ def test_bpe_validation_one_token_off_costs_a_whole_word(bpe_project):
     # "gold" against "gold crown": 4 of 10 characters; the three others are exact.
     assert metrics["val/span_iou"] == pytest.approx((3 + 0.4) / 4)
     assert metrics["val/exact_match"] == pytest.approx(3 / 4)
+
+
+def test_a_model_that_never_answers_shows_has_span_iou_zero_in_tensorboard(
+        char_project, tmp_path, read_events):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(save_dir=str(tmp_path), name="never", version=0)
+    cfg, tok = ensure_tokenizer(char_project, log=lambda m: None, show_progress=False)
+    prepare_data(cfg, tok, progress=False, log=lambda m: None)
+    module = build_module(cfg, tok)
+    dm = LlmkitDataModule(cfg, tok)
+    dm.setup()
+    module.model = Oracle({tuple(ex.windows(i, cfg.model.block_size, None)[0].ids): (0, 0)
+                           for i, ex in enumerate(dm.val_examples)})
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=logger, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.validate(module, datamodule=dm, verbose=False)
+    logger.finalize("success")
+
+    events = read_events(tmp_path / "never" / "version_0")
+    scalar = {tag: events.scalars(tag)[-1][1] for tag in events.scalar_tags}
+    n_nospan = sum(1 for _, gold, _ in CHAR_CASES if gold is None)
+    # The overall IoU is propped up by the no-span share; the has-span metrics are not.
+    assert scalar["val/span_iou"] == pytest.approx(n_nospan / len(CHAR_CASES))
+    assert scalar["val/has_span_iou"] == 0.0
+    assert scalar["val/has_span_exact_match"] == 0.0
+    assert scalar["val/nospan_predicted"] == 1.0
+    assert scalar["val/span_f1"] == pytest.approx(n_nospan / len(CHAR_CASES))
+    assert module.val_counts == {"examples": len(CHAR_CASES), "windows": len(CHAR_CASES)}

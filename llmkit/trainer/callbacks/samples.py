@@ -116,8 +116,9 @@ class SpanSamples(L.Callback):
 
     Args:
         num_samples: how many validation examples to show (>= 1); chosen once, spread over
-            the examples that validation predicts (`training.val_batches` may cut the set
-            short), half with a gold span and half without where both exist.
+            the examples that validation predicts (all of them, or `span.val_examples`),
+            half with a gold span and half without where both exist. The text shown is
+            the context the spans point into.
         every_n_steps: least optimizer steps between two loggings (>= 1).
 
     Example:
