@@ -1,6 +1,6 @@
 """The cost of inference telemetry: `llmkit inspect` against plain `llmkit generate`.
 
-    python benchmarks/inspect.py [--repeats 3] [--new-tokens 200] [--threads 1]
+    python benchmarks/inspect_cost.py [--repeats 3] [--new-tokens 200] [--threads 1]
 
 For each shape (the Shakespeare example's, and the `small` preset with a 2000-token
 vocabulary), generates the same tokens three ways from the same prompt and seed:
