@@ -284,14 +284,20 @@ def _kl_table(kl: dict[str, list[float | None]], names: list[str]) -> str:
 
 def _span_run(cfg: Config, tok: Tokenizer, model, opts: LensOptions,
               token_text: Callable[[int], str]) -> dict[str, Any]:
-    from llmkit.data.spans import SpanProblem, model_input
+    from llmkit.data.windows import context_room, cut_window
     from llmkit.inspect.span_lens import span_lens_run
 
     text = opts.prompt
-    try:
-        ids, offsets = model_input(text, *tok.encode_offsets(text), cfg.model.block_size)
-    except SpanProblem as e:
-        raise LensError(f"--prompt: {e.reason}") from None
+    text_ids, text_offsets = tok.encode_offsets(text)
+    room = context_room(cfg.model.block_size, 0)
+    if len(text_ids) > room:
+        # Training and predict read such a text in several windows; the lens shows one
+        # forward pass, so it takes texts that fit one window.
+        raise LensError(f"--prompt has {len(text_ids)} tokens; the lens of a span checkpoint "
+                        f"reads one window of at most {room} tokens (model.block_size "
+                        f"{cfg.model.block_size} less BOS and EOS); shorten the prompt")
+    window = cut_window(0, [], text_ids, text_offsets, None, 0, room)
+    ids, offsets = window.ids, window.offsets
     check_token_ids(ids, tok.vocab_size, source=f"--prompt {text[:40]!r}")
     gold = None
     if opts.target is not None:

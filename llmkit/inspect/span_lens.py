@@ -31,7 +31,7 @@ def span_lens_run(model: SpanModel, ids: Sequence[int], offsets: Sequence[tuple[
 
     Args:
         ids, offsets: the model input `[BOS] tokens [EOS]` and each position's character
-            offsets (`llmkit.data.spans.model_input`).
+            offsets (one window, `llmkit.data.windows.cut_window`).
         gold: the gold character span `[start, end)` (exclusive), `(0, 0)` for "no span",
             or None when unknown.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -258,14 +259,19 @@ def compute(spec: tuple[int, str, str]) -> dict:
                     lens, token_text, _TUNED if lens == "tuned" else None)
 
 
-REFERENCE = {spec: compute(spec) for spec in SPECS}
+@functools.cache
+def reference() -> dict:
+    """Each spec computed once, in SPECS order. Computed inside the test (not at import),
+    so that it runs under the same torch thread settings as the runs it is compared with:
+    a different thread count changes float reductions in the last bits."""
+    return {spec: compute(spec) for spec in SPECS}
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(SPECS), min_size=1, max_size=8), st.randoms())
 def test_a_runs_result_does_not_depend_on_what_was_computed_before(order, rnd):
-    assert REFERENCE[SPECS[0]] != REFERENCE[SPECS[2]]  # the lenses really differ
+    assert reference()[SPECS[0]] != reference()[SPECS[2]]  # the lenses really differ
     order = list(order)
     rnd.shuffle(order)
     for spec in order:
-        assert compute(spec) == REFERENCE[spec]
+        assert compute(spec) == reference()[spec]

@@ -8,7 +8,7 @@ from llmkit.inspect.span_lens import settled_layer, span_lens_run
 from llmkit.models import GPTConfig, SpanModel, decode_spans
 
 TEXT = "the gold crown"
-# [BOS] the ␣gold ␣crown [EOS], as model_input lays a text out (character offsets)
+# [BOS] the ␣gold ␣crown [EOS], as a span window lays a text out (character offsets)
 IDS = [1, 5, 6, 7, 2]
 OFFSETS = [(0, 0), (0, 3), (3, 8), (8, 14), (14, 14)]
 

@@ -98,13 +98,13 @@ def _disk_full_after(n_ok: int) -> Callable[[int], None]:
     return fsync
 
 
-@pytest.mark.parametrize("n_ok", [0, 1, 2, 5, 6, 8])
+@pytest.mark.parametrize("n_ok", [0, 1, 2, 3, 6, 7, 9])
 def test_a_full_disk_is_one_line_and_changes_nothing(tiny_project: Callable[..., Config],
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     n_ok: int) -> None:
-    # The disk fills up at a different write each time: the tokenizer (0), the vocabulary
-    # write-back into llmkit.yaml (1), the cache files (2), meta.json (5), the run folder's
-    # copy of llmkit.yaml (6), a checkpoint (8).
+    # The disk fills up at a different write each time: the tokenizer (0), its settings
+    # record (1), the vocabulary write-back into llmkit.yaml (2), the cache files (3),
+    # meta.json (6), the run folder's copy of llmkit.yaml (7), a checkpoint (9).
     cfg = tiny_project(config={"training": {"checkpoint_every_steps": 1}})
     config_before = cfg.file.read_bytes()
     data_before = _files(cfg.root / "data")
@@ -119,8 +119,9 @@ def test_a_full_disk_is_one_line_and_changes_nothing(tiny_project: Callable[...,
     assert "nothing was changed" in line
     written = Path(line.split("while writing ")[1].split(";")[0])
     assert written.is_relative_to(cfg.root)
-    assert written.name == {0: "tokenizer.json", 1: "llmkit.yaml", 2: "skipped.jsonl",
-                            5: "meta.json", 6: "llmkit.yaml", 8: "last.ckpt"}[n_ok], line
+    assert written.name == {0: "tokenizer.json", 1: "tokenizer.settings.json",
+                            2: "llmkit.yaml", 3: "skipped.jsonl", 6: "meta.json",
+                            7: "llmkit.yaml", 9: "last.ckpt"}[n_ok], line
 
     after = cfg.file.read_bytes()
     # The vocabulary sync is the only change llmkit makes to llmkit.yaml; a failed one
