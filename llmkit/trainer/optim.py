@@ -9,8 +9,10 @@ Muon is written here rather than taken from `torch.optim.Muon` (PyTorch 2.9+): t
 always runs the Newton-Schulz iteration in bfloat16, which a CPU without native bf16
 matmuls (AVX2 only) emulates about 14x slower than float32: 10 s per step for the `tiny`
 model on the 2-core machine this was measured on, against 1.2 s for forward and backward.
-Here the iteration runs in bfloat16 on a GPU and in float32 elsewhere; the algorithm and
-its constants are torch's (and Keller Jordan's), so the same Muon runs on any torch.
+Here the iteration runs in bfloat16 where matmuls have it natively (a GPU, a CPU with
+AMX) and in float32 elsewhere, and all matrices of one shape are orthogonalised in one
+batched pass; the algorithm and its constants are torch's (and Keller Jordan's), so the
+same Muon runs on any torch.
 """
 
 from __future__ import annotations
@@ -44,22 +46,43 @@ def lr_factor(step: int, cfg: TrainingConfig) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def orthogonalize(g: torch.Tensor, steps: int = NS_STEPS) -> torch.Tensor:
-    """Approximately U V^T of g = U S V^T (singular values pushed to about 0.7-1.2).
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 where matmuls have it natively (a GPU; a CPU with AMX tiles), else float32.
 
-    Quintic Newton-Schulz on the smaller Gram matrix, after scaling g so that its spectral
-    norm is at most 1. In bfloat16 on a GPU (tensor cores), float32 elsewhere.
+    On a CPU without native bf16 (AVX2 only) bfloat16 matmuls are emulated and about 14x
+    slower than float32; with AMX they are about 3.5x faster at the sizes Muon sees.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch 2.3+; absent: no AMX
+    return torch.bfloat16 if device.type == "cpu" and amx is not None and amx() else torch.float32
+
+
+def orthogonalize(g: torch.Tensor, steps: int = NS_STEPS,
+                  dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Approximately U V^T of each matrix g = U S V^T (singular values pushed to 0.7-1.2).
+
+    `g` is one matrix (m, n) or a stack of same-shaped ones (k, m, n), done in one batched
+    pass (far fewer, larger matmuls than one at a time). Quintic Newton-Schulz on the
+    smaller Gram matrix, after scaling each matrix so that its spectral norm is at most 1,
+    in `dtype` (default: `newton_schulz_dtype` of g's device).
     """
     a, b, c = NS_COEFFICIENTS
-    x = g.to(torch.bfloat16 if g.is_cuda else torch.float32)
-    tall = x.size(0) > x.size(1)
+    x = g.to(dtype or newton_schulz_dtype(g.device))
+    single = x.dim() == 2
+    if single:
+        x = x.unsqueeze(0)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        x = x.T
-    x = x / x.norm().clamp_min(1e-7)  # Frobenius norm >= spectral norm
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp_min(1e-7)  # Frobenius >= spectral
     for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if tall else x
+        gram = x @ x.mT
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b * gram + c * gram^2
+        x = torch.baddbmm(x, poly, x, beta=a)  # a * x + poly @ x
+    if tall:
+        x = x.mT
+    return x[0] if single else x
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -110,7 +133,9 @@ class MuonAdamW(torch.optim.Optimizer):
         return loss
 
     def _muon(self, group: dict[str, Any]) -> None:
+        """Nesterov momentum, then one batched orthogonalisation per matrix shape."""
         lr, decay = group["lr"], group["weight_decay"]
+        by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -120,9 +145,12 @@ class MuonAdamW(torch.optim.Optimizer):
             buf = state["momentum_buffer"]
             buf.lerp_(p.grad, 1 - MUON_MOMENTUM)
             update = p.grad.lerp(buf, MUON_MOMENTUM)  # Nesterov: look one step ahead
-            update = orthogonalize(update)
-            p.mul_(1 - lr * decay)
-            p.add_(update.to(p.dtype), alpha=-lr * 0.2 * math.sqrt(max(p.shape)))
+            by_shape.setdefault(tuple(p.shape), []).append((p, update))
+        for shape, pairs in by_shape.items():
+            params = [p for p, _ in pairs]
+            updates = orthogonalize(torch.stack([u for _, u in pairs])).to(params[0].dtype)
+            torch._foreach_mul_(params, 1 - lr * decay)
+            torch._foreach_add_(params, updates.unbind(0), alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig,

@@ -14,7 +14,12 @@ from llmkit.models import CausalLM, GPTConfig
 from llmkit.trainer.build import flops_per_token
 from llmkit.trainer.callbacks import throughput
 from llmkit.trainer.callbacks.throughput import matmul_dtype, peak_flops
-from llmkit.trainer.optim import MuonAdamW, build_optimizer, orthogonalize
+from llmkit.trainer.optim import (
+    MuonAdamW,
+    build_optimizer,
+    newton_schulz_dtype,
+    orthogonalize,
+)
 
 GPT = GPTConfig(vocab_size=65, n_layer=2, n_head=2, n_embd=16, block_size=8)
 
@@ -74,9 +79,20 @@ def test_muon_state_round_trips_exactly():
 
 def test_orthogonalize_flattens_the_singular_values():
     g = torch.randn(48, 16) @ torch.diag(torch.logspace(-1, 1, 16))  # singular values spread
-    s = torch.linalg.svdvals(orthogonalize(g))
-    assert s.min() > 0.5 and s.max() < 1.3  # Newton-Schulz pushes all of them near 1
+    for dtype in (torch.float32, torch.bfloat16):
+        s = torch.linalg.svdvals(orthogonalize(g, dtype=dtype).float())
+        assert s.min() > 0.5 and s.max() < 1.3, dtype  # Newton-Schulz pushes them near 1
     assert orthogonalize(g).shape == g.shape
+    assert orthogonalize(g).dtype == newton_schulz_dtype(g.device)
+
+
+def test_orthogonalize_of_a_stack_is_each_matrix_alone():
+    torch.manual_seed(0)
+    for shape in ((5, 24, 16), (3, 16, 40)):  # tall and wide
+        g = torch.randn(shape) * torch.logspace(-2, 1, shape[0])[:, None, None]  # scales differ
+        together = orthogonalize(g, dtype=torch.float32)
+        alone = torch.stack([orthogonalize(m, dtype=torch.float32) for m in g])
+        torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
 
 
 def test_flops_count_the_tied_head_and_attention():
