@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # recipe.py, notes in benchmarks/README.md); small and base are not re-measured yet.
     "tiny": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "dropout": 0.1,
              "arch": "qwen3", "tie_embeddings": True,
-             "weight_decay": 0.1, "batch_size": 16, "lr": 4e-3, "optimizer": "muon",
+             "weight_decay": 0.0, "batch_size": 16, "lr": 4e-3, "optimizer": "muon",
              "betas": [0.9, 0.99]},
     "small": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.1,
               "arch": "gpt2", "tie_embeddings": True,
