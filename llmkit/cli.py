@@ -8,6 +8,7 @@ so that `llmkit --help` answers at once.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,25 @@ def _config(ctx: click.Context, overrides: tuple[str, ...] = ()):  # -> Config
 
 _override = click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
                          help="Override a config key, e.g. -o training.lr=3e-4 (repeatable).")
+
+
+def _report_outputs(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--checkpoint, --json and --html: the options `lens` and `inspect` share."""
+    for option in reversed((
+        click.option("--checkpoint", type=click.Path(path_type=Path), default=None),
+        click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+                     help="Write the versioned report here."),
+        click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+                     help="Write a self-contained HTML page here."),
+    )):
+        command = option(command)
+    return command
+
+
+def _given(ctx: click.Context, flags: dict[str, Any]) -> frozenset[str]:
+    """The names among `flags` that the user set on the command line (not defaults)."""
+    return frozenset(name for name in flags
+                     if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
 
 
 @cli.command()
@@ -277,11 +297,7 @@ def export(ctx: click.Context, checkpoint: Path | None, out: Path | None, force:
               help="Copy-collapse: consecutive layers that must copy.")
 @click.option("--heatmap", type=click.Choice(["entropy", "kl", "top_prob", "target_prob"]),
               default="entropy", show_default=True, help="The quantity the HTML colours.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="Write the versioned report here.")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
-              help="Write a self-contained HTML page here.")
+@_report_outputs
 @_override
 @click.pass_context
 def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
@@ -292,9 +308,7 @@ def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
     cfg = _config(ctx, overrides)
     from llmkit.commands import lens as command
 
-    given = frozenset(name for name in flags
-                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
-    command.run(cfg, command.options_from_flags(flags, given), echo=click.echo)
+    command.run(cfg, command.options_from_flags(flags, _given(ctx, flags)), echo=click.echo)
 
 
 @cli.command(name="inspect")
@@ -325,11 +339,7 @@ def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
               help="A head is collapsed below this normalised attention entropy.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where the model runs (as generate).")
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=None)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="Write the versioned report here.")
-@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
-              help="Write a self-contained HTML page here.")
+@_report_outputs
 @click.option("--tensorboard", is_flag=True,
               help="Also write the per-step series and flags into the newest run's folder.")
 @click.option("--check", "check_path", type=click.Path(path_type=Path), default=None,
@@ -344,9 +354,7 @@ def inspect_(ctx: click.Context, overrides: tuple[str, ...], check_path: Path | 
     from llmkit.commands import inspect as command
 
     if check_path is not None or show_path is not None:
-        extra = [f"--{k.replace('_', '-')}" for k in flags
-                 if k != "html_path" and ctx.get_parameter_source(k)
-                 != click.core.ParameterSource.DEFAULT]
+        extra = _given(ctx, flags) - {"html_path"}
         if (check_path is not None and show_path is not None) or extra or (
                 check_path is not None and flags["html_path"] is not None):
             raise click.UsageError("--check FILE stands alone; --show FILE takes only --html")
@@ -357,9 +365,7 @@ def inspect_(ctx: click.Context, overrides: tuple[str, ...], check_path: Path | 
         return
     if flags["prompt"] is None:
         raise click.UsageError("give --prompt TEXT (or --check FILE / --show FILE)")
-    given = frozenset(name for name in flags
-                      if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT)
-    opts = command.options_from_flags(flags, given)
+    opts = command.options_from_flags(flags, _given(ctx, flags))
     cfg = _config(ctx, overrides)
     command.run(cfg, opts, echo=click.echo, log=lambda m: click.echo(m, err=True))
 
