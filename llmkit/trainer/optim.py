@@ -17,6 +17,7 @@ same Muon runs on any torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -52,10 +53,16 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     On a CPU without native bf16 (AVX2 only) bfloat16 matmuls are emulated and about 14x
     slower than float32; with AMX they are about 3.5x faster at the sizes Muon sees.
     """
-    if device.type == "cuda":
+    if device.type == "cuda" or (device.type == "cpu" and _cpu_has_amx()):
         return torch.bfloat16
+    return torch.float32
+
+
+@functools.cache
+def _cpu_has_amx() -> bool:
+    """Asked once per process: the optimizer step asks for every matrix shape."""
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch 2.3+; absent: no AMX
-    return torch.bfloat16 if device.type == "cpu" and amx is not None and amx() else torch.float32
+    return amx is not None and amx()
 
 
 def orthogonalize(g: torch.Tensor, steps: int = NS_STEPS,
