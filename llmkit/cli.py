@@ -337,8 +337,7 @@ def lens(ctx: click.Context, overrides: tuple[str, ...], **flags: Any) -> None:
               help="Repetition: the longest repeated n-gram looked for.")
 @click.option("--collapse-entropy", type=float, default=0.1, show_default=True,
               help="A head is collapsed below this normalised attention entropy.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True, help="Where the model runs (as generate).")
+@_device
 @_report_outputs
 @click.option("--tensorboard", is_flag=True,
               help="Also write the per-step series and flags into the newest run's folder.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +96,15 @@ def inspect_trained(trained: Trained, opts: InspectOptions, *,
     dev = next(model.parameters()).device
     ids = _prompt_ids(model.config.block_size, tok, opts.prompt)
     calibration = None
-    if opts.calibrate:
-        calibration = calibrate(model, _val_batches(trained.cfg, tok, dev), opts.thresholds)
-        log(f"calibrated {', '.join(calibration.calibrated) or 'nothing'} on "
-            f"{calibration.windows} validation windows ({calibration.positions} positions)")
-    thresholds = _thresholds(opts, calibration)
-    sampling = Sampling(**{**asdict(opts.sampling), "loop_period": thresholds.loop_period})
-
     gen = torch.Generator(device=dev).manual_seed(opts.seed) if opts.seed is not None else None
+    # calibration measures in the precision the generation runs in
     with autocast(dev, inference_dtype(trained.cfg.training.precision, dev)):
+        if opts.calibrate:
+            calibration = calibrate(model, _val_batches(trained.cfg, tok), opts.thresholds)
+            log(f"calibrated {', '.join(calibration.calibrated) or 'nothing'} on "
+                f"{calibration.windows} validation windows ({calibration.positions} positions)")
+        thresholds = _thresholds(opts, calibration)
+        sampling = replace(opts.sampling, loop_period=thresholds.loop_period)
         generation = inspect_generation(model, ids, sampling, generator=gen, eos_id=EOS_ID)
 
     nf = NonFinite()
@@ -197,17 +197,18 @@ def _prompt_ids(block_size: int, tok, prompt: str) -> list[int]:
     return ids
 
 
-def _val_batches(cfg: Config, tok, device: torch.device):
+def _val_batches(cfg: Config, tok):
     """Up to CALIBRATION_WINDOWS validation windows from the prepared cache, in batches."""
+    from torch.utils.data import DataLoader
+
     from llmkit.data.cache import load_prepared
     from llmkit.data.lm import LMValWindows
 
     prepared = load_prepared(cfg, tok)
     windows = LMValWindows(prepared.val, cfg.model.block_size, CALIBRATION_WINDOWS,
                            vocab_size=tok.vocab_size)
-    xs = [windows[i][0] for i in range(len(windows))]
-    for i in range(0, len(xs), CALIBRATION_BATCH):
-        yield torch.stack(xs[i:i + CALIBRATION_BATCH]).to(device)
+    for x, _ in DataLoader(windows, batch_size=CALIBRATION_BATCH):
+        yield x  # calibrate moves it to the model's device
 
 
 def _thresholds(opts: InspectOptions, calibration: Calibration | None) -> Thresholds:

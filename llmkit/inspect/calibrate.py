@@ -29,8 +29,6 @@ from llmkit.inspect.health import Thresholds, early_and_checked
 from llmkit.inspect.numerics import entropy_bits, log_probs, norm
 from llmkit.models import CausalLM
 
-CALIBRATED = ("entropy_share", "l2_ratio", "loop_distance")
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -67,7 +65,7 @@ def calibrate(model: CausalLM, batches: Iterable[torch.Tensor], base: Thresholds
             logp = log_probs(model.logits(out.x[:, 1:]))  # (B, T - 1, V)
             shares.append((entropy_bits(logp) / math.log2(logp.size(-1))).flatten())
             if len(checked):
-                l2 = norm(torch.stack([h[:, 1:] for h in out.hidden]))  # (L + 1, B, T - 1)
+                l2 = torch.stack([norm(h[:, 1:]) for h in out.hidden])  # (L + 1, B, T - 1)
                 base_l2 = l2[: early + 1].amax(dim=0)  # embedding and the early blocks
                 mid = l2[1 + checked.start: 1 + checked.stop].amax(dim=0)
                 ratios.append((mid / base_l2).flatten())

@@ -270,7 +270,7 @@ def collapse_structural(steps: Sequence[Step], th: Thresholds) -> Finding | None
     first = sorted(_collapsed(steps[0], th))
     if not first:
         return None
-    stays = [hd for hd in first if all(hd in _collapsed(s, th) for s in steps)]
+    stays = sorted(set(first).intersection(*(_collapsed(s, th) for s in steps)))
     h0 = steps[0]["heads"]
     heads = [{"layer": layer, "head": h, "entropy": h0["entropy"][layer][h],
               "max_weight": h0["max_weight"][layer][h], "sink": h0["sink"][layer][h]}

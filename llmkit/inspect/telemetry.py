@@ -99,19 +99,20 @@ def inspect_generation(model: CausalLM, ids: list[int], sampling: Sampling, *,
             logits = model.logits(out.x[:, [-1], :])[:, -1, :]  # (1, V)
             if s == 0:
                 prompt = reduce_prompt(model, out, window)
-            step = reduce_pass(out, logits, first, sampling.report_top)
+            logp = log_probs(logits[0])  # (V,): once, for the report and the surprisal
+            step = reduce_pass(out, logits, first, sampling.report_top, logp=logp)
             final = out.x[0, -1].float()  # (C,)
             step["lag_distance"] = _lag_distance(final, recent)
             recent.appendleft(final)
             del out  # the hidden states and attention weights of this pass
             steps.append(step)
             # this is a CPU-GPU sync point (once per step, as generate's EOS check)
-            if not bool(torch.isfinite(logits).all()):
+            if int(step["logits_nonfinite"]):
                 stopped = "nonfinite"
                 break
             nxt = sample_next(logits, sampling.temperature, sampling.top_k, generator)
             tok = int(nxt)
-            step["surprisal_bits"] = -log_probs(logits)[0, tok] / LN2
+            step["surprisal_bits"] = -logp[tok] / LN2
             tokens.append(tok)
             idx = torch.cat((idx, nxt), dim=1)
             if eos_id is not None and tok == eos_id:
@@ -132,17 +133,19 @@ def _lag_distance(final: torch.Tensor, recent: deque[torch.Tensor]) -> torch.Ten
 
 
 def reduce_pass(out: TrunkOutput, logits: torch.Tensor, first_query: int,
-                report_top: int) -> dict[str, torch.Tensor]:
+                report_top: int, logp: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One pass's numbers, at its last position (the one that predicts the next token).
 
     `out` is `GPT.inspect` of a window whose first position is `first_query` in the
-    cache; `logits` (1, V) the model's next-token logits there. Every value is a small
-    tensor on the model's device; nothing of (T, C) or (T, T) size is kept.
+    cache; `logits` (1, V) the model's next-token logits there, `logp` their log-softmax
+    (V,) when the caller has it already. Every value is a small tensor on the model's
+    device; nothing of (T, C) or (T, T) size is kept.
     """
     hidden = torch.stack([h[0, -1] for h in out.hidden])  # (L + 1, C): emb, h0, ...
     l2 = norm(hidden)
     bad = torch.stack([(~torch.isfinite(h)).sum() for h in out.hidden])  # (L + 1,)
-    logp = log_probs(logits[0])  # (V,)
+    if logp is None:
+        logp = log_probs(logits[0])  # (V,)
     top_lp, top_id = logp.topk(min(report_top, logp.size(-1)))
     entropy = entropy_bits(logp)
     step = {

@@ -15,10 +15,6 @@ from typing import Any
 from llmkit.inspect.health import layer_label
 from llmkit.inspect.inspect_report import health_summary
 
-# Scalar tags, per generation step (layer tags per block: inspect/l2/h0 ...).
-SERIES = ("inspect/entropy_bits", "inspect/surprisal_bits", "inspect/entropy_share",
-          "inspect/nonfinite", "inspect/collapsed_heads")
-
 
 def write_tensorboard(run_dir: Path, report: dict[str, Any]) -> list[str]:
     """Write the report's series and flags as TensorBoard events into `run_dir`; return

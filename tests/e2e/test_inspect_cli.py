@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmkit.inspect.inspect_report import read_inspect_report
+from tests.e2e.helpers import overrides
 
 pytestmark = pytest.mark.slow
 
@@ -26,22 +27,18 @@ TRAIN = [*SHAPE, "training.batch_size=8", "training.warmup_steps=2",
 PROMPT = "ROMEO: <b>&"
 
 
-def _o(options: list[str]) -> list[str]:
-    return [arg for option in options for arg in ("-o", option)]
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, llmkit) -> Path:
     parent = tmp_path_factory.mktemp("inspect-e2e")
     llmkit("new", "proj", cwd=parent)
     root = parent / "proj"
-    llmkit("train", "--max-steps", "10", *_o(TRAIN), cwd=root, timeout=240)
+    llmkit("train", "--max-steps", "10", *overrides(TRAIN), cwd=root, timeout=240)
     return root
 
 
 def test_inspect_json_html_tensorboard(project, llmkit, read_events):
     proc = llmkit("inspect", "--prompt", PROMPT, "--max-new-tokens", "8", "--seed", "3",
-                  "--json", "r.json", "--html", "r.html", "--tensorboard", *_o(SHAPE),
+                  "--json", "r.json", "--html", "r.html", "--tensorboard", *overrides(SHAPE),
                   cwd=project, timeout=240)
     out = proc.stdout
     assert "step  token" in out and "health: 8 steps" in out
@@ -71,7 +68,7 @@ def test_inspect_json_html_tensorboard(project, llmkit, read_events):
     assert "health: 8 steps" in text and PROMPT in text
 
     same = llmkit("generate", "--prompt", PROMPT, "--max-new-tokens", "8", "--seed", "3",
-                  *_o(SHAPE), cwd=project)
+                  *overrides(SHAPE), cwd=project)
     text = report["text"]["prompt"] + report["text"]["generated"]
     # the subprocess's text mode reads "\r" and "\r\n" as "\n" (universal newlines)
     assert same.stdout.rstrip("\n") == text.replace("\r\n", "\n").replace("\r", "\n")
@@ -80,7 +77,7 @@ def test_inspect_json_html_tensorboard(project, llmkit, read_events):
 def test_check_and_show_a_report_and_refuse_a_broken_one(project, llmkit):
     if not (project / "r.json").exists():
         llmkit("inspect", "--prompt", "KING:", "--max-new-tokens", "3", "--json", "r.json",
-               *_o(SHAPE), cwd=project, timeout=240)
+               *overrides(SHAPE), cwd=project, timeout=240)
     ok = llmkit("inspect", "--check", "r.json", cwd=project)
     assert "a valid llmkit.inspect report (version 1)" in ok.stdout
     shown = llmkit("inspect", "--show", "r.json", "--html", "again.html", cwd=project)

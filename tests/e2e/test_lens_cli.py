@@ -17,6 +17,7 @@ import torch
 
 from llmkit.inspect.lens_report import validate_lens_report
 from llmkit.inspect.report import loads_strict
+from tests.e2e.helpers import one_line_error, overrides
 
 pytestmark = pytest.mark.slow
 
@@ -27,24 +28,12 @@ LM_TRAIN = [*SHAPE, "training.batch_size=8", "training.warmup_steps=2",
             "training.checkpoint_every_steps=5"]
 
 
-def _o(options: list[str]) -> list[str]:
-    return [arg for option in options for arg in ("-o", option)]
-
-
-def _one_line_error(proc) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    return lines[0]
-
-
 @pytest.fixture(scope="module")
 def lm_project(tmp_path_factory, llmkit) -> Path:
     parent = tmp_path_factory.mktemp("lens-e2e")
     llmkit("new", "proj", cwd=parent)
     root = parent / "proj"
-    llmkit("train", "--max-steps", "10", *_o(LM_TRAIN), cwd=root, timeout=240)
+    llmkit("train", "--max-steps", "10", *overrides(LM_TRAIN), cwd=root, timeout=240)
     return root
 
 
@@ -62,7 +51,7 @@ def test_lens_report_html_and_tuned_translators(lm_project, llmkit):
                   "alt=JULIET: <b>&", "--control-prompt", "KING:", "--control-target", "b",
                   "--lens", "both", "--train-tuned", "--tuned-steps", "20", "--positions",
                   "all", "--top-k", "3", "--json", "r.json", "--html", "r.html",
-                  *_o(SHAPE), cwd=lm_project, timeout=240)
+                  *overrides(SHAPE), cwd=lm_project, timeout=240)
     out = proc.stdout
     assert "prompt (logit lens)" in out and "control (tuned lens)" in out
     assert "validation KL to the model's prediction" in out
@@ -96,7 +85,7 @@ def test_lens_report_html_and_tuned_translators(lm_project, llmkit):
     saved = ckpt.with_name(ckpt.stem + ".tuned-lens.pt")
     assert saved.is_file() and report["tuned_lens"]["path"] == str(saved)
     again = llmkit("lens", "--prompt", "ROMEO:", "--lens", "tuned", "--json", "t.json",
-                   *_o(SHAPE), cwd=lm_project)
+                   *overrides(SHAPE), cwd=lm_project)
     assert "tuned lens" in again.stdout
     assert loads_strict((lm_project / "t.json").read_text())["tuned_lens"]["val_kl_bits"] \
         == kl
@@ -105,9 +94,9 @@ def test_lens_report_html_and_tuned_translators(lm_project, llmkit):
     payload = torch.load(saved, weights_only=True)
     payload["fingerprint"] = "0" * 64
     torch.save(payload, saved)
-    bad = llmkit("lens", "--prompt", "ROMEO:", "--lens", "tuned", *_o(SHAPE),
+    bad = llmkit("lens", "--prompt", "ROMEO:", "--lens", "tuned", *overrides(SHAPE),
                  cwd=lm_project, ok=False)
-    assert "trained for other weights" in _one_line_error(bad)
+    assert "trained for other weights" in one_line_error(bad)
 
 
 def test_span_checkpoint_gets_the_per_layer_span_view(tmp_path, llmkit):
@@ -115,13 +104,13 @@ def test_span_checkpoint_gets_the_per_layer_span_view(tmp_path, llmkit):
     root = tmp_path / "sp"
     span_shape = ["model.size=custom", "model.n_layer=2", "model.n_head=2", "model.n_embd=32",
                   "model.dropout=0.0"]
-    llmkit("train", "--max-steps", "6", *_o([*span_shape, "training.val_every_steps=3",
+    llmkit("train", "--max-steps", "6", *overrides([*span_shape, "training.val_every_steps=3",
                                               "training.val_batches=2",
                                               "training.batch_size=8"]),
            cwd=root, timeout=240)
     text = "\\y.(\\x.x x) y y"
     proc = llmkit("lens", "--prompt", text, "--target", "(\\x.x x) y", "--json", "s.json",
-                  "--html", "s.html", *_o(span_shape), cwd=root)
+                  "--html", "s.html", *overrides(span_shape), cwd=root)
     assert "span lens" in proc.stdout and "iou_final" in proc.stdout
     report = loads_strict((root / "s.json").read_text(encoding="utf-8"))
     validate_lens_report(report)

@@ -14,7 +14,6 @@ import math
 import re
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import torch
 
 from llmkit.tokenizer import Tokenizer
+from tests.e2e.helpers import one_line_error
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +54,6 @@ def _set_model_shape(config: Path) -> None:
 
 def _comment_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.lstrip().startswith("#")]
-
-
-def _one_line_error(proc: subprocess.CompletedProcess) -> str:
-    """The CLI's error line: exit status 1, one line on stderr, no traceback."""
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +164,11 @@ def test_generate_continues_the_prompt_reproducibly(project, llmkit) -> None:
 
 def test_generate_needs_an_lm_project_and_a_checkpoint(tmp_path: Path, llmkit) -> None:
     llmkit("new", "spans", "--task", "span", cwd=tmp_path)
-    line = _one_line_error(llmkit("generate", "--prompt", "x", cwd=tmp_path / "spans", ok=False))
+    line = one_line_error(llmkit("generate", "--prompt", "x", cwd=tmp_path / "spans", ok=False))
     assert "needs a language-model project" in line and "llmkit predict" in line
 
     llmkit("new", "fresh", cwd=tmp_path)
-    line = _one_line_error(llmkit("generate", "--prompt", "x", cwd=tmp_path / "fresh", ok=False))
+    line = one_line_error(llmkit("generate", "--prompt", "x", cwd=tmp_path / "fresh", ok=False))
     assert "train first with `llmkit train`" in line
 
 
@@ -185,7 +176,7 @@ def test_resume_without_a_run_says_what_to_do(tmp_path: Path, llmkit) -> None:
     llmkit("new", "fresh", cwd=tmp_path)
     started = time.monotonic()
     proc = llmkit("train", "--resume", cwd=tmp_path / "fresh", ok=False)
-    line = _one_line_error(proc)
+    line = one_line_error(proc)
     assert "nothing to resume" in line and "start with `llmkit train`" in line
     assert "last.ckpt" in line
     assert not (tmp_path / "fresh" / "tokenizer").exists()  # failed before any slow step
