@@ -364,7 +364,7 @@ def _check_type(key: str, value: Any, hint: Any, problems: list[str]) -> Any:
     if origin is list and args == (float,):
         if (not isinstance(value, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            problems.append(f"{key}: found {value!r}; allowed: a list of numbers")
+            problems.append(f"{key}: found {show(value)}; allowed: a list of numbers")
             return value
         return [float(v) for v in value]
     if origin is list:

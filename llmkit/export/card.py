@@ -97,7 +97,8 @@ def model_card(trained: Trained, report: DataReport | None, record: TrainingReco
         use = ("`transformers` has no class for llmkit's span model, so this folder holds "
                "its weights (`model.safetensors`) and shape (`config.json`) for llmkit's "
                "own loader:\n\n```python\nfrom llmkit.export import load_span_model\n\n"
-               "model, tok = load_span_model(\"PATH\")\n```\n")
+               "exp = load_span_model(\"PATH\")  # exp.model, exp.tokenizer, "
+               "exp.max_span_tokens, exp.nospan_threshold\n```\n")
     lines = [
         f"# {name}",
         "",

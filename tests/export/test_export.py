@@ -228,7 +228,11 @@ def test_span_export_loads_with_llmkits_loader(trained_project, tmp_path):
     assert torch.allclose(got, want, atol=1e-6)
     assert loaded.max_span_tokens == cfg.span.max_span_tokens
     assert verify_span_export(tmp_path / "span", trained).max_abs_diff <= 1e-6
-    assert "load_span_model" in (tmp_path / "span" / "README.md").read_text()
+    card = (tmp_path / "span" / "README.md").read_text()
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]  # the card's example runs
+    scope: dict = {}
+    exec(snippet.replace('"PATH"', repr(str(tmp_path / "span"))), scope)
+    assert scope["exp"].max_span_tokens == cfg.span.max_span_tokens
     with pytest.raises(LlmkitError, match="not an llmkit span export"):
         (tmp_path / "span" / "config.json").write_text('{"model_type": "gpt2"}')
         load_span_model(tmp_path / "span")

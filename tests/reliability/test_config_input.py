@@ -193,6 +193,8 @@ ALIAS_BOMB = textwrap.dedent("""\
       train: *i
     model:
       size: *i
+    training:
+      betas: *i
 """)
 
 
@@ -210,7 +212,7 @@ def test_an_alias_bomb_is_reported_in_a_short_line_under_a_memory_limit(tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     length, message = proc.stdout.split(" ", 1)
     assert int(length) < 2000, message[:300]
-    for key in ("x", "y", "data.train", "model.size"):
+    for key in ("x", "y", "data.train", "model.size", "training.betas"):
         assert f"{key}: " in message
 
 
