@@ -56,6 +56,20 @@ def optimizer_meta(cfg: Config) -> dict[str, Any]:
 _OLD_DEFAULTS: dict[str, Any] = {"arch": "gpt2", "tie_embeddings": True}
 
 
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "causal",
+              "pad_vocab_multiple", "arch", "tie_embeddings")  # what a checkpoint must match
+
+
+def shape_diffs(meta: dict[str, Any], gpt: GPTConfig, keys: tuple[str, ...],
+                theirs: str = "checkpoint", ours: str = "config") -> list[str]:
+    """"model.KEY: checkpoint X, config Y" for each of `keys` where the model recorded in
+    a checkpoint's `meta` differs from `gpt` (keys that older checkpoints lack read as
+    the values those checkpoints were trained with)."""
+    recorded, mine = meta.get("gpt", {}), asdict(gpt)
+    return [f"model.{k}: {theirs} {recorded.get(k, _OLD_DEFAULTS.get(k))!r}, {ours} {mine[k]!r}"
+            for k in keys if recorded.get(k, _OLD_DEFAULTS.get(k)) != mine[k]]
+
+
 def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tokenizer,
                      source: Path) -> None:
     """Raise if a checkpoint's recorded tokenizer, task or model shape differs from ours."""
@@ -69,13 +83,7 @@ def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tok
     if meta.get("task") != cfg.project.task:
         raise CheckpointError(f"{source} is a {meta.get('task')} checkpoint but the project "
                               f"task is {cfg.project.task}")
-    ours = asdict(gpt)
-    theirs = meta.get("gpt", {})
-    shape_keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "causal",
-                  "pad_vocab_multiple", "arch", "tie_embeddings")
-    diffs = [f"model.{k}: checkpoint {theirs.get(k, _OLD_DEFAULTS.get(k))!r}, "
-             f"config {ours[k]!r}"
-             for k in shape_keys if theirs.get(k, _OLD_DEFAULTS.get(k)) != ours[k]]
+    diffs = shape_diffs(meta, gpt, SHAPE_KEYS)
     if diffs:
         raise CheckpointError(f"{source} does not fit the configured model ("
                               + "; ".join(diffs) + "); set those keys back in llmkit.yaml "

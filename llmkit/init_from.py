@@ -18,19 +18,19 @@ trunk shape must match; otherwise the error names both sides.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llmkit.checkpoint import find_checkpoint, load_checkpoint
+from llmkit.checkpoint import SHAPE_KEYS, find_checkpoint, load_checkpoint, shape_diffs
 from llmkit.config import CONFIG_NAME, Config, load_config
 from llmkit.errors import CheckpointError, VocabMismatchError
-from llmkit.models import GPT
+from llmkit.models import GPT, GPTConfig
 from llmkit.tokenizer import Tokenizer
 
-# The trunk's shape; `causal` is left out on purpose (the span trunk is bidirectional).
-TRUNK_KEYS = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias",
-              "pad_vocab_multiple")
+# The trunk's shape: what a checkpoint must match, less `causal` (the span trunk is
+# bidirectional) and `tie_embeddings` (the head is not part of the trunk), plus the
+# vocabulary (the embedding is).
+TRUNK_KEYS = ("vocab_size", *(k for k in SHAPE_KEYS if k not in ("causal", "tie_embeddings")))
 _TRUNK_PREFIX = "model.transformer."  # where an LMModule's state_dict keeps the trunk
 
 
@@ -73,7 +73,7 @@ def init_trunk(trunk: GPT, cfg: Config, tok: Tokenizer) -> str:
         raise CheckpointError(f"model.init_from: {path} is a {meta.get('task')} checkpoint; "
                               f"a span trunk starts from a language model (task lm)")
     _check_tokenizer(meta, tok, path, cfg)
-    _check_shape(meta, asdict(trunk.config), path)
+    _check_shape(meta, trunk.config, path)
     state = {k[len(_TRUNK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
              if k.startswith(_TRUNK_PREFIX)}
     trunk.load_state_dict(state, strict=True)  # every trunk tensor, nothing else
@@ -94,10 +94,8 @@ def _check_tokenizer(meta: dict[str, Any], tok: Tokenizer, path: Path, cfg: Conf
             f"into this project (the data cache is then rebuilt)")
 
 
-def _check_shape(meta: dict[str, Any], ours: dict[str, Any], path: Path) -> None:
-    theirs = meta.get("gpt", {})
-    diffs = [f"model.{k}: LM {theirs.get(k)!r}, span config {ours[k]!r}"
-             for k in TRUNK_KEYS if theirs.get(k) != ours[k]]
+def _check_shape(meta: dict[str, Any], ours: GPTConfig, path: Path) -> None:
+    diffs = shape_diffs(meta, ours, TRUNK_KEYS, theirs="LM", ours="span config")
     if diffs:
         raise CheckpointError(f"model.init_from: the trunk of {path} does not fit the span "
                               f"model (" + "; ".join(diffs) + "); set those keys in "

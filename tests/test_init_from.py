@@ -98,6 +98,18 @@ def test_a_different_shape_is_refused_saying_what_differs(lm_project, tiny_proje
         init_trunk(module.model.transformer, cfg, tok)
 
 
+def test_another_architecture_is_refused_not_a_traceback(lm_project, tiny_project,
+                                                        make_span_lines):
+    other = "gpt2" if lm_project.model.arch != "gpt2" else "qwen3"
+    cfg = _span(tiny_project, make_span_lines, model={"arch": other})
+    cfg, tok = ensure_tokenizer(cfg, log=quiet)
+    module = build_module(cfg, tok)
+    with pytest.raises(CheckpointError,
+                       match=rf"model\.arch: LM '{lm_project.model.arch}', span config "
+                             rf"'{other}'"):
+        init_trunk(module.model.transformer, cfg, tok)
+
+
 def test_init_from_a_missing_path_is_refused(lm_project, tiny_project,
                                                        make_span_lines):
     cfg, tok = ensure_tokenizer(_span(tiny_project, make_span_lines,
