@@ -160,13 +160,18 @@ def find_checkpoint(cfg: Config, given: Path | None) -> Path:
     return ckpt
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (real path, size, mtime_ns) checked whole
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's contents on CPU, verified, loaded with `weights_only=True`.
 
     The one way llmkit reads a checkpoint (training resumes, eval, generate, predict).
     First every member of the zip archive is checked against its CRC-32, then the file is
     loaded with no pickled code allowed, tensors memory-mapped, and every floating-point
-    tensor (weights, optimizer state) must be finite.
+    tensor (weights, optimizer state) must be finite. A file verified once in this process
+    and unchanged since (same size and modification time) is not verified again: a resume
+    reads its checkpoint first for the metadata, then through Lightning.
 
     Raises:
         CheckpointError: missing, not a checkpoint, damaged bytes (names the member), or a
@@ -175,7 +180,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
-    _check_archive(path)
+    stat = path.stat()
+    seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    verify = seen not in _VERIFIED
+    if verify:
+        _check_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # a foreign file, or a pickle that asks for code to run
@@ -183,8 +192,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an llmkit checkpoint (found a "
                               f"{type(ckpt).__name__}, not a dictionary)")
-    # Weights and optimizer state only: callbacks keep legitimate infinities (the best
-    # score so far starts at inf).
+    if verify:
+        _check_finite(ckpt, path)
+        _VERIFIED.add(seen)
+    return ckpt
+
+
+def _check_finite(ckpt: dict[str, Any], path: Path) -> None:
+    """Weights and optimizer state must be finite (callbacks keep legitimate infinities:
+    the best score so far starts at inf)."""
     trained = {k: ckpt[k] for k in ("state_dict", "optimizer_states") if k in ckpt}
     for name, tensor in _tensors(trained, ""):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -192,7 +208,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                 f"checkpoint {path} is damaged: {name} holds NaN or Inf values (llmkit never "
                 f"saves one; the file was changed after it was written); use another "
                 f"checkpoint (best-*.ckpt, or an earlier run) or train again")
-    return ckpt
 
 
 def _check_archive(path: Path) -> None:

@@ -319,7 +319,7 @@ def _span_run(cfg: Config, tok: Tokenizer, model, opts: LensOptions,
 def _checkpoint_info(cfg: Config, tok: Tokenizer, model, ckpt_path: Path) -> dict[str, Any]:
     from llmkit.checkpoint import load_checkpoint
 
-    step = load_checkpoint(ckpt_path).get("global_step")  # memory-mapped: cheap
+    step = load_checkpoint(ckpt_path).get("global_step")  # verified already: mmap only
     c = model.config
     return {
         "path": str(ckpt_path),

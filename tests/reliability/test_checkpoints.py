@@ -79,6 +79,24 @@ def test_overwritten_weights_fail_the_crc_check_in_eval(trained) -> None:
     assert "Traceback" not in output and len(output.strip().splitlines()) == 1
 
 
+def test_an_unchanged_file_is_verified_once_a_changed_one_again(
+        trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmkit import checkpoint
+
+    _, ckpt = trained
+    checked: list[Path] = []
+    real = checkpoint._check_archive
+    monkeypatch.setattr(checkpoint, "_check_archive", lambda p: (checked.append(p), real(p)))
+    monkeypatch.setattr(checkpoint, "_VERIFIED", set())
+    load_checkpoint(ckpt)
+    load_checkpoint(ckpt)  # a resume reads it twice: for the metadata, then via Lightning
+    assert checked == [ckpt]
+    _overwrite_embedding(ckpt)
+    with pytest.raises(CheckpointError, match="fails its CRC check"):
+        load_checkpoint(ckpt)
+    assert checked == [ckpt, ckpt]
+
+
 def test_overwritten_weights_are_refused_on_resume(trained) -> None:
     cfg, ckpt = trained
     _overwrite_embedding(ckpt)
