@@ -142,22 +142,24 @@ class MuonAdamW(torch.optim.Optimizer):
     def _muon(self, group: dict[str, Any]) -> None:
         """Nesterov momentum, then one batched orthogonalisation per matrix shape."""
         lr, decay = group["lr"], group["weight_decay"]
-        by_shape: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        by_shape: dict[tuple[int, ...], list[torch.Tensor]] = {}
         for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p)
-            buf = state["momentum_buffer"]
-            buf.lerp_(p.grad, 1 - MUON_MOMENTUM)
-            update = p.grad.lerp(buf, MUON_MOMENTUM)  # Nesterov: look one step ahead
-            by_shape.setdefault(tuple(p.shape), []).append((p, update))
-        for shape, pairs in by_shape.items():
-            params = [p for p, _ in pairs]
-            updates = orthogonalize(torch.stack([u for _, u in pairs])).to(params[0].dtype)
+            if p.grad is not None:
+                by_shape.setdefault(tuple(p.shape), []).append(p)
+        for shape, params in by_shape.items():
+            grads = [p.grad for p in params]
+            bufs = [self._momentum_buffer(p) for p in params]
+            torch._foreach_lerp_(bufs, grads, 1 - MUON_MOMENTUM)
+            updates = torch._foreach_lerp(grads, bufs, MUON_MOMENTUM)  # Nesterov: one ahead
+            updates = orthogonalize(torch.stack(updates)).to(params[0].dtype)
             torch._foreach_mul_(params, 1 - lr * decay)
             torch._foreach_add_(params, updates.unbind(0), alpha=-lr * 0.2 * math.sqrt(max(shape)))
+
+    def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        return state["momentum_buffer"]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainingConfig,
