@@ -155,12 +155,18 @@ class RunEvents:
                                     if t.endswith(TEXT_SUFFIX)}
 
     def scalars(self, tag: str) -> list[tuple[int, float]]:
-        """`(step, value)` of each event of a scalar tag, in the order written."""
-        return [(e.step, e.value) for e in self._acc.Scalars(tag)]
+        """`(step, value)` of each event of a scalar tag, in the order written.
+
+        The reader goes through a folder's files by name, and a name ends in a per-process
+        counter ("...123.9" sorts after "...123.10"), so a resumed run's file can come
+        first: events are put back in the order of their wall time."""
+        events = sorted(self._acc.Scalars(tag), key=lambda e: e.wall_time)
+        return [(e.step, e.value) for e in events]
 
     def texts(self, tag: str) -> list[tuple[int, str]]:
-        """`(step, text)` of each text summary logged under `tag` (e.g. samples/generated)."""
-        events = self._acc.Tensors(tag + TEXT_SUFFIX)
+        """`(step, text)` of each text summary logged under `tag` (e.g. samples/generated),
+        in the order written."""
+        events = sorted(self._acc.Tensors(tag + TEXT_SUFFIX), key=lambda e: e.wall_time)
         return [(e.step, e.tensor_proto.string_val[0].decode("utf-8")) for e in events]
 
     def plugin_data(self, plugin: str) -> list[bytes]:
