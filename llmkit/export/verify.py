@@ -96,7 +96,7 @@ def verify_span_export(folder: Path, trained: Trained, prompts: tuple[str, ...] 
     loaded = load_span_model(folder)
     model = trained.model.float().cpu().eval()
     room = context_room(trained.gpt.block_size, 0)
-    worst, tokens, used = 0.0, 0, 0
+    worst, tokens = 0.0, 0
     for prompt in prompts:
         ids, offsets = trained.tok.encode_offsets(prompt)
         theirs, _ = loaded.tokenizer.encode_offsets(prompt)
@@ -109,8 +109,7 @@ def verify_span_export(folder: Path, trained: Trained, prompts: tuple[str, ...] 
         got = torch.stack(loaded.model(idx))
         worst = max(worst, float((got - want).abs().max()))
         tokens += len(ids)
-        used += 1
-    if used == 0 or not worst <= TOLERANCE:
+    if not prompts or not worst <= TOLERANCE:
         raise VerifyError(f"{folder}: span logits differ from llmkit's by up to {worst:.3g}"
-                          if used else f"{folder}: no prompts to compare")
-    return Verification(prompts=used, tokens=tokens, max_abs_diff=worst)
+                          if prompts else f"{folder}: no prompts to compare")
+    return Verification(prompts=len(prompts), tokens=tokens, max_abs_diff=worst)

@@ -621,11 +621,7 @@ def param_counts(cfg: GPTConfig) -> tuple[int, int]:
     device, so this costs no memory even for large configs.
     """
     with torch.device("meta"):
-        total, non_embedding = count_parameters(GPT(cfg))
-    if not cfg.tie_embeddings:  # the head's own (vocab x n_embd) matrix
-        head = cfg.padded_vocab_size * cfg.n_embd
-        total, non_embedding = total + head, non_embedding + head
-    return total, non_embedding
+        return count_parameters(CausalLM(cfg))
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
