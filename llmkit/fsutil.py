@@ -113,8 +113,6 @@ def atomic_dir(path: str | os.PathLike[str], *, replace: bool = False) -> Iterat
     Raises:
         FileExistsError: `path` is a file, or a non-empty folder and `replace` is False.
     """
-    import shutil
-
     path = Path(path)
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not replace)):
         raise FileExistsError(path)

@@ -104,8 +104,9 @@ def resolve_size(size: str, data_path: Path | Sequence[Path] | None,
             return "tiny", {}
         from llmkit.sizing import recommend_for_data  # imports torch: only here
 
-        kind = TASK_SETTINGS[task]["tokenizer"]["kind"]
-        rec = recommend_for_data(data_path, kind=kind, task=task)
+        # the tokenizer the project gets on the user's data (own_span_settings for span)
+        kind = (OWN_SPAN_TOKENIZER if task == "span" else TASK_SETTINGS[task]["tokenizer"])
+        rec = recommend_for_data(data_path, kind=kind["kind"], task=task)
         extra: dict[str, dict[str, Any]] = {
             "model": {"dropout": rec.dropout},
             "training": {"weight_decay": rec.weight_decay},

@@ -19,6 +19,7 @@ from llmkit.errors import LlmkitError, ScaffoldError
 from llmkit.scaffold import create_project, render_template, resolve_size
 from llmkit.scaffold.project import _check_inside, template_context
 from llmkit.scaffold.settings import config_values
+from llmkit.sizing import recommend_for_data
 
 NAME_RULES = "allowed: one plain folder name"
 
@@ -467,3 +468,20 @@ def test_span_project_on_own_text_uses_bpe_and_a_context_for_its_lengths(
         tiny.summary()
     # The sample project keeps its char tokenizer (symbolic lambda terms).
     assert load_config(create_project("s", here, task="span").root).tokenizer.kind == "char"
+
+
+def test_span_project_on_own_text_is_sized_for_bpe_tokens(here: Path, tmp_path: Path) -> None:
+    # 800 examples: ~1.5 characters per tiny-model parameter but ~0.4 BPE tokens, which
+    # is below one token per parameter: the stronger weight decay.
+    context = "The quick brown fox jumps over the lazy dog near the river bank. " * 25
+    rows = [json.dumps({"question": f"Where does fox {i} jump?", "context": context,
+                        "span": [4, 9]}) for i in range(800)]
+    (tmp_path / "qa.jsonl").write_text("\n".join(rows) + "\n")
+    bpe = recommend_for_data(tmp_path / "qa.jsonl", kind="bpe", task="span")
+    char = recommend_for_data(tmp_path / "qa.jsonl", kind="char", task="span")
+    assert bpe.weight_decay != char.weight_decay  # the data tells the two apart
+
+    cfg = load_config(create_project("p", here, task="span", data=tmp_path / "qa.jsonl").root)
+    assert cfg.tokenizer.kind == "bpe"
+    assert (cfg.model.size, cfg.model.dropout, cfg.training.weight_decay) == \
+        (bpe.preset, bpe.dropout, bpe.weight_decay)
