@@ -191,11 +191,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def stale_reason(cfg: Config, tok: Tokenizer) -> str | None:
+def stale_reason(cfg: Config, tok: Tokenizer,
+                 files: list[tuple[SourceFile, str]] | None = None) -> str | None:
     """Why the cache must be rebuilt, in words; None when it is fresh.
 
     Sources are compared by size and mtime first; only a file whose mtime changed is
-    hashed again (a `touch` alone does not make the cache stale).
+    hashed again (a `touch` alone does not make the cache stale). `files` is
+    `source_roles(cfg)` when the caller has it already (found here otherwise: that walks
+    the folders and opens every file).
 
     Raises:
         DataError: a data path or glob matches no file (there is nothing to compare with).
@@ -221,7 +224,9 @@ def stale_reason(cfg: Config, tok: Tokenizer) -> str | None:
         return f"project.task changed {meta['task']} -> {cfg.project.task}"
     if problem := data_file_problem(folder, meta):
         return f"{display_name(cfg, folder)}/{problem}"
-    return _sources_changed(meta.get("sources", []), source_roles(cfg))
+    if files is None:
+        files = source_roles(cfg)
+    return _sources_changed(meta.get("sources", []), files)
 
 
 def _sources_changed(old: list[dict[str, Any]], now: list[tuple[SourceFile, str]]

@@ -64,7 +64,7 @@ def prepare_data(cfg: Config, tok: Tokenizer, *, force: bool = False, progress: 
     files = source_roles(cfg, links)
     for note in links:
         log(f"warning: {note}")  # a link back into the data: each file is read once
-    reason = "forced" if force else stale_reason(cfg, tok)
+    reason = "forced" if force else stale_reason(cfg, tok, files)
     if reason is None:
         meta = read_meta(folder)
         assert meta is not None

@@ -120,6 +120,21 @@ def test_fresh_cache_is_reused(tiny_project, project_tokenizer):
     assert stale_reason(cfg, tok) is None
 
 
+def test_fresh_check_finds_the_sources_once(tiny_project, project_tokenizer, monkeypatch):
+    # Finding the sources walks the folders and opens every file: prepare does it once and
+    # hands the list to stale_reason.
+    from llmkit.data import cache as cache_mod
+    cfg = tiny_project()
+    tok = project_tokenizer(cfg)
+    prepare_data(cfg, tok, progress=False, log=quiet)
+    calls = []
+    resolve = cache_mod.resolve_sources
+    monkeypatch.setattr(cache_mod, "resolve_sources",
+                        lambda *a: calls.append(a) or resolve(*a))
+    assert not prepare_data(cfg, tok, progress=False, log=quiet).rebuilt
+    assert len(calls) == 1
+
+
 def test_stale_reasons(tiny_project, project_tokenizer):
     cfg = tiny_project()
     tok = project_tokenizer(cfg)
