@@ -21,7 +21,7 @@ from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.data.lm import LMValWindows
 from llmkit.data.prepare import prepare_data
-from llmkit.data.spans import SpanDataset, collate_spans
+from llmkit.data.spans import SpanDataset, collate_val_spans
 from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
 from llmkit.metrics.lm import bits_per_token, perplexity
 from llmkit.models import CausalLM, SpanModel, span_loss
@@ -59,7 +59,7 @@ def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto
                                   vocab_size=tok.vocab_size,
                                   max_examples=cfg.span.val_examples, seed=cfg.project.seed)
             loader = DataLoader(dataset, batch_size=batch_size,
-                                collate_fn=partial(collate_spans, pad_id=tok.pad_id))
+                                collate_fn=partial(collate_val_spans, pad_id=tok.pad_id))
             metrics = _span_metrics(model, loader, dataset, cfg, dev)
     metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
                for k, v in metrics.items()}
@@ -92,11 +92,10 @@ def _span_metrics(model: SpanModel, loader: DataLoader, dataset: SpanDataset, cf
         loss = span_loss(start_logits, end_logits, batch["start"].to(device),
                          batch["end"].to(device), mask)
         loss_sum += float(loss) * ids.size(0)  # this is a CPU-GPU sync point (once a batch)
-        indices = batch["index"].tolist()
-        windows = [dataset[i][1] for i in indices]
-        found = window_spans(start_logits, end_logits, batch, windows,
+        rows = batch["windows"]
+        found = window_spans(start_logits, end_logits, batch, rows.windows,
                              cfg.span.max_span_tokens)
-        candidates.update(zip(indices, found, strict=True))
+        candidates.update(zip(rows.indices, found, strict=True))
     result = score_validation(candidates, loss_sum, dataset.examples,
                               cfg.span.nospan_threshold)
     return {**result.metrics, "val_examples": result.counts["examples"],

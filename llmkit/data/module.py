@@ -22,7 +22,13 @@ from torch.utils.data import DataLoader
 from llmkit.config import Config
 from llmkit.data.cache import PreparedData, load_prepared
 from llmkit.data.lm import LMTrainWindows, LMValWindows
-from llmkit.data.spans import SpanBatchStream, SpanDataset, SpanExample, collate_spans
+from llmkit.data.spans import (
+    SpanBatchStream,
+    SpanDataset,
+    SpanExample,
+    collate_spans,
+    collate_val_spans,
+)
 from llmkit.tokenizer import Tokenizer
 
 
@@ -125,7 +131,8 @@ class LlmkitDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """The same batches at every validation."""
         self.setup()
-        collate = (partial(collate_spans, pad_id=self.tok.pad_id)
+        # Span: the batch also carries its windows, for decoding spans (collate_val_spans).
+        collate = (partial(collate_val_spans, pad_id=self.tok.pad_id)
                    if self.cfg.project.task == "span" else None)
         return DataLoader(self.val_set, batch_size=self._batch_size, shuffle=False,
                           collate_fn=collate, **self._loader_args())

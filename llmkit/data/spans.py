@@ -414,6 +414,30 @@ def collate_spans(batch: Sequence[tuple[int, Window]], pad_id: int = PAD_ID) -> 
     }
 
 
+class WindowRows:
+    """The windows of a batch and their indices in the dataset, in row order: what span
+    decoding needs besides the tensors.
+
+    Deliberately neither a list nor a dataclass: Lightning moves a batch to the device with
+    `apply_to_collection`, which walks into lists and dataclasses (and refuses a frozen one
+    such as `Window`); an object of its own passes through as it is.
+    """
+
+    def __init__(self, indices: list[int], windows: list[Window]) -> None:
+        self.indices = indices
+        self.windows = windows
+
+
+def collate_val_spans(batch: Sequence[tuple[int, Window]], pad_id: int = PAD_ID
+                      ) -> dict[str, Any]:
+    """`collate_spans` plus `windows`, a `WindowRows` of the batch's windows, so that
+    validation decodes spans without cutting the windows again or reading `index` back
+    from the device. Training batches go without (workers would pickle every window)."""
+    out = collate_spans(batch, pad_id)
+    out["windows"] = WindowRows([i for i, _ in batch], [w for _, w in batch])
+    return out
+
+
 class SpanBatchStream:
     """Endless, resumable, rank-sharded batches of example indices (a DataLoader batch_sampler).
 

@@ -121,14 +121,16 @@ def window_target(token_span: tuple[int, int] | None, first: int, length: int,
 
 
 def cut_window(example: int, prefix_ids: Sequence[int], ids: Sequence[int],
-               offsets: Sequence[Sequence[int]], token_span: tuple[int, int] | None,
+               offsets: Sequence[tuple[int, int]], token_span: tuple[int, int] | None,
                first: int, room: int) -> Window:
     """The window of an example whose context tokens start at `first`.
 
     Args:
         example: the example's index (carried along, for `best_spans`).
         prefix_ids: the prefix's token ids (empty: no prefix, no separator).
-        ids, offsets: the context's token ids and their character offsets in the context.
+        ids, offsets: the context's token ids and their character offsets in the context
+            (`(start, end)` tuples of ints, as `Tokenizer.encode_offsets` and `SpanExample`
+            hold them: they are copied as they are).
         token_span: the gold span in context-token indices, or None.
         first: the window's first context token (one of `window_starts`).
         room: context tokens per window (`context_room`).
@@ -138,7 +140,7 @@ def cut_window(example: int, prefix_ids: Sequence[int], ids: Sequence[int],
     lo = len(head)
     hi = lo + len(part)
     model_offsets: list[tuple[int, int]] = [(0, 0)] * lo
-    model_offsets += [(int(s), int(e)) for s, e in offsets[first:first + room]]
+    model_offsets += offsets[first:first + room]
     end_char = model_offsets[-1][1] if part else 0
     model_offsets.append((end_char, end_char))  # EOS: empty, at the window's last character
     return Window(example=example, first=first, ids=[*head, *part, EOS_ID],

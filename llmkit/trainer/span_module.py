@@ -50,17 +50,15 @@ class SpanModule(TaskModule):
         self._candidates = {}
         self._val_loss = []
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         start_logits, end_logits = self.model(batch["ids"], batch["mask"])
         loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
         self._val_loss.append(loss.detach() * batch["ids"].size(0))
         # Every window hands over its best span; the threshold is applied per example.
-        val_set = self.trainer.datamodule.val_set
-        indices = batch["index"].tolist()
-        windows = [val_set[i][1] for i in indices]
-        found = window_spans(start_logits, end_logits, batch, windows,
+        rows = batch["windows"]  # the batch's windows and dataset indices (collate_val_spans)
+        found = window_spans(start_logits, end_logits, batch, rows.windows,
                              self.cfg.span.max_span_tokens)
-        self._candidates.update(zip(indices, found, strict=True))
+        self._candidates.update(zip(rows.indices, found, strict=True))
 
     def on_validation_epoch_end(self) -> None:
         loss_sum = torch.stack(self._val_loss).sum() if self._val_loss else torch.zeros(())

@@ -129,6 +129,28 @@ def test_span_batches(tiny_project, project_tokenizer):
         assert batch["example"][row].item() == w.example
 
 
+def test_span_val_batches_carry_their_windows_through_the_device_transfer(
+        tiny_project, project_tokenizer):
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    cfg = tiny_project("span")
+    tok = project_tokenizer(cfg)
+    prepare_data(cfg, tok, progress=False, log=quiet)
+    dm = LlmkitDataModule(cfg, tok)
+    dm.setup("fit")
+    assert "windows" not in next(iter(dm.train_dataloader()))  # workers pickle no windows
+    seen = 0
+    for batch in dm.val_dataloader():
+        # What Lightning does to every batch before the step: it must leave the windows be.
+        batch = move_data_to_device(batch, "cpu")
+        rows = batch["windows"]
+        n = len(rows.indices)
+        assert rows.indices == batch["index"].tolist() == list(range(seen, seen + n))
+        assert rows.windows == [dm.val_set[i][1] for i in rows.indices]
+        seen += n
+    assert seen == len(dm.val_set)
+
+
 def test_datamodule_needs_a_prepared_cache(tiny_project, project_tokenizer):
     cfg = tiny_project()
     tok = project_tokenizer(cfg)
