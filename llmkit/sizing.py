@@ -41,6 +41,7 @@ import torch
 
 from llmkit.config import PRESETS
 from llmkit.data.sources import BINARY_SUFFIXES, Document, document_of, file_format
+from llmkit.data.windows import example_window_starts, special_tokens
 from llmkit.errors import DataError
 from llmkit.models import GPTConfig, SpanModel, count_parameters, param_counts
 
@@ -393,7 +394,7 @@ def estimate_example_lengths(data_path: Path | Sequence[Path], kind: str = "bpe"
                     continue
                 n = len(text) if kind == "char" else len(text.encode("utf-8")) / \
                     BPE_BYTES_PER_TOKEN
-                lengths.append(math.ceil(n) + (3 if b'"question"' in line else 2))
+                lengths.append(math.ceil(n) + special_tokens(b'"question"' in line))
     return lengths
 
 
@@ -405,10 +406,8 @@ def choose_context(p: dict[str, int]) -> int:
 
 def windows_for(n_tokens: int, block_size: int, stride: int | None = None) -> int:
     """Windows a text of `n_tokens` tokens (special tokens included, no question) takes."""
-    from llmkit.data.windows import context_room, default_stride, window_starts
-
-    room = context_room(block_size, 0)
-    return len(window_starts(max(0, n_tokens - 2), room, stride or default_stride(room)))
+    n_context = max(0, n_tokens - special_tokens(False))
+    return len(example_window_starts(n_context, 0, block_size, stride))
 
 
 def context_advice(p: dict[str, int], block_size: int, n_longer: int | None = None,

@@ -26,6 +26,7 @@ from llmkit.data.report import DataReport, length_percentiles
 from llmkit.data.sources import BadLine, SourceFile, display_name, iter_jsonl
 from llmkit.data.spans import SpanInput, SpanProblem, encode_span_inputs, parse_span_line
 from llmkit.data.split import HashSplit
+from llmkit.data.windows import special_tokens
 from llmkit.errors import DataError
 from llmkit.tokenizer import Tokenizer, check_token_ids
 
@@ -149,7 +150,7 @@ def _encode_span_batch(cfg: Config, tok: Tokenizer, batch: Iterable[tuple[SpanIn
                         f"the ids encoded for {side_name}.jsonl from {inp.source}")
         side: _SpanSide = getattr(result, side_name)
         out[side_name].write(ex.to_json())
-        length = len(ex.prefix_ids) + len(ex.ids) + (3 if ex.prefix_ids else 2)
+        length = len(ex.prefix_ids) + len(ex.ids) + special_tokens(bool(ex.prefix_ids))
         side.examples += 1
         side.windows += len(ex.window_starts(cfg.model.block_size, cfg.data.window_stride))
         side.tokens += length

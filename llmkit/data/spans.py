@@ -35,7 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from llmkit.data.windows import Window, context_room, cut_window, default_stride, window_starts
+from llmkit.data.windows import (
+    Window,
+    context_room,
+    cut_window,
+    cut_windows,
+    example_window_starts,
+)
 from llmkit.errors import DataError
 from llmkit.tokenizer import PAD_ID, Tokenizer, check_token_ids
 from llmkit.tokenizer.offsets import char_span_to_token_span, token_span_to_char_span
@@ -103,8 +109,7 @@ class SpanExample:
 
     def window_starts(self, block_size: int, stride: int | None) -> list[int]:
         """The first context token of each of this example's windows."""
-        room = self.room(block_size)
-        return window_starts(len(self.ids), room, stride or default_stride(room))
+        return example_window_starts(len(self.ids), len(self.prefix_ids), block_size, stride)
 
     def window(self, index: int, first: int, block_size: int) -> Window:
         """The window starting at context token `first`; `index` is this example's index."""
@@ -113,8 +118,8 @@ class SpanExample:
 
     def windows(self, index: int, block_size: int, stride: int | None) -> list[Window]:
         """All windows of this example, in order."""
-        return [self.window(index, first, block_size)
-                for first in self.window_starts(block_size, stride)]
+        return cut_windows(index, self.prefix_ids, self.ids, self.offsets, self.token_span,
+                           block_size, stride)
 
     def __getitem__(self, name: str) -> Any:
         """A field by the name it has in the cache line (`ex["text"]` == `ex.text`)."""

@@ -66,13 +66,17 @@ class Window:
     span: tuple[int, int]
 
 
+def special_tokens(prefix: bool) -> int:
+    """Special tokens in a window: BOS and the final EOS, and the separator after a prefix."""
+    return 3 if prefix else 2
+
+
 def context_room(block_size: int, n_prefix: int) -> int:
     """Context tokens that fit in one window beside `n_prefix` prefix tokens.
 
-    BOS and the final EOS always take two positions; a prefix adds its separator.
     The result is < 1 when the prefix alone fills the block.
     """
-    return block_size - n_prefix - (3 if n_prefix else 2)
+    return block_size - n_prefix - special_tokens(n_prefix > 0)
 
 
 def default_stride(room: int) -> int:
@@ -97,6 +101,25 @@ def window_starts(n_tokens: int, room: int, stride: int) -> list[int]:
     starts = list(range(0, n_tokens - room, stride))
     starts.append(n_tokens - room)
     return starts
+
+
+def example_window_starts(n_context: int, n_prefix: int, block_size: int,
+                          stride: int | None = None) -> list[int]:
+    """The first context token of each window of an example: `n_context` context tokens
+    beside a prefix of `n_prefix` tokens, in windows of `block_size` tokens.
+
+    Args:
+        stride: tokens between window starts; None: `default_stride(room)`.
+
+    Raises:
+        ValueError: the prefix leaves no room for context, or the stride exceeds the room
+            (the data layer turns both into a reported skip with the numbers).
+    """
+    room = context_room(block_size, n_prefix)
+    if room < 1:
+        raise ValueError(f"the prefix of {n_prefix} tokens leaves no room for context "
+                         f"in a block of {block_size}")
+    return window_starts(n_context, room, default_stride(room) if stride is None else stride)
 
 
 def window_target(token_span: tuple[int, int] | None, first: int, length: int,
@@ -149,24 +172,18 @@ def cut_window(example: int, prefix_ids: Sequence[int], ids: Sequence[int],
 
 
 def cut_windows(example: int, prefix_ids: Sequence[int], ids: Sequence[int],
-                offsets: Sequence[Sequence[int]], token_span: tuple[int, int] | None,
+                offsets: Sequence[tuple[int, int]], token_span: tuple[int, int] | None,
                 block_size: int, stride: int | None = None) -> list[Window]:
-    """Every window of one example (see the module docstring).
-
-    Args:
-        stride: tokens between window starts; None: `default_stride(room)`.
+    """Every window of one example (see the module docstring), at the starts
+    `example_window_starts` gives.
 
     Raises:
-        ValueError: the prefix leaves no room for context, or the stride exceeds the room
-            (the data layer turns both into a reported skip with the numbers).
+        ValueError: as `example_window_starts`.
     """
+    starts = example_window_starts(len(ids), len(prefix_ids), block_size, stride)
     room = context_room(block_size, len(prefix_ids))
-    if room < 1:
-        raise ValueError(f"the prefix of {len(prefix_ids)} tokens leaves no room for context "
-                         f"in a block of {block_size}")
-    step = default_stride(room) if stride is None else stride
     return [cut_window(example, prefix_ids, ids, offsets, token_span, first, room)
-            for first in window_starts(len(ids), room, step)]
+            for first in starts]
 
 
 def window_char_span(window: Window, start: int, end: int) -> tuple[int, int] | None:
