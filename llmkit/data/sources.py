@@ -253,22 +253,31 @@ def resolve_sources(cfg: Config, links: list[str] | None = None
     return train, val
 
 
-def _lines(f: SourceFile, on_bytes: ProgressFn | None
-           ) -> Iterator[tuple[int, str | BadLine, bool]]:
-    """(line number, text, whether the line ends with this piece), line by line.
+@dataclass(frozen=True, slots=True)
+class NotUtf8:
+    """Where a line stops being UTF-8 (`utf8_pieces`); each reader words its own error."""
 
-    A line is read in pieces of at most `MAX_LINE_BYTES` bytes (a piece never splits a
-    UTF-8 character: the decoder carries an unfinished one over), so a single line of any
-    length never sits in memory whole. The last piece of a line comes without its line
-    end. A UTF-8 byte-order mark at the start of the file is not text and is dropped (the
-    file's `bom` says so, for the report). A line that is not UTF-8 gives one BadLine
-    (with `True`: the line ends there) and its remaining pieces are passed over; pieces
-    of it handed out before the bad byte stay handed out.
+    byte: int | None  # the bad byte; None: the file ends inside a character
+    column: int  # 0-based byte column of the bad byte in its line
+    reason: str  # the decoder's reason ("invalid start byte", ...)
+
+
+def utf8_pieces(path: Path, max_bytes: int, on_bytes: ProgressFn | None = None
+                ) -> Iterator[tuple[int, str | NotUtf8, bool]]:
+    """A file's text as (line number, text, whether the line ends with this piece), in
+    pieces of at most `max_bytes` bytes; the text keeps its line end.
+
+    A piece never splits a UTF-8 character (the decoder carries an unfinished one over), so
+    a single line of any length never sits in memory whole. A UTF-8 byte-order mark at the
+    start of the file is not text and is dropped. A line that is not UTF-8 gives one
+    `NotUtf8` (with `True`: the line ends there) and its remaining pieces are passed over;
+    pieces of it handed out before the bad byte stay handed out. A file that ends inside a
+    character ends with a `NotUtf8` whose `byte` is None.
     """
-    with open(f.path, "rb") as fh:
+    with open(path, "rb") as fh:
         lineno, ends, bad, column = 0, True, False, 0
         decoder = codecs.getincrementaldecoder("utf-8")()
-        while raw := fh.readline(MAX_LINE_BYTES):
+        while raw := fh.readline(max_bytes):
             if on_bytes is not None:
                 on_bytes(len(raw))
             if ends:  # this piece starts a new line
@@ -283,22 +292,39 @@ def _lines(f: SourceFile, on_bytes: ProgressFn | None
                 text = decoder.decode(raw, final=ends)
             except UnicodeDecodeError as e:
                 bad = True
-                at = column + e.start
-                yield lineno, BadLine(
-                    f"{f.name}:{lineno}", "not UTF-8",
-                    f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {at + 1}); "
-                    f"re-save the file as UTF-8",
-                ), True
+                yield lineno, NotUtf8(raw[e.start], column + e.start, e.reason), True
                 continue
             column += len(raw)
-            yield lineno, (text.rstrip("\r\n") if ends else text), ends
+            yield lineno, text, ends
         if not ends and not bad:  # a last line without a line end: flush the decoder
             try:
                 decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                yield lineno, BadLine(f"{f.name}:{lineno}", "not UTF-8",
+            except UnicodeDecodeError as e:
+                yield lineno, NotUtf8(None, column, e.reason), True
+
+
+def _lines(f: SourceFile, on_bytes: ProgressFn | None
+           ) -> Iterator[tuple[int, str | BadLine, bool]]:
+    """(line number, text, whether the line ends with this piece), line by line, in pieces
+    of at most `MAX_LINE_BYTES` bytes (`utf8_pieces`). The last piece of a line comes
+    without its line end. A line that is not UTF-8 gives one BadLine (with `True`: the
+    line ends there); the file's `bom` says whether a byte-order mark was dropped.
+    """
+    for lineno, text, ends in utf8_pieces(f.path, MAX_LINE_BYTES, on_bytes):
+        if isinstance(text, NotUtf8):
+            where = f"{f.name}:{lineno}"
+            if text.byte is None:
+                yield lineno, BadLine(where, "not UTF-8",
                                       "not valid UTF-8 (the file ends inside a character); "
                                       "re-save the file as UTF-8"), True
+            else:
+                yield lineno, BadLine(
+                    where, "not UTF-8",
+                    f"not valid UTF-8 (byte 0x{text.byte:02x} at column {text.column + 1}); "
+                    f"re-save the file as UTF-8",
+                ), True
+            continue
+        yield lineno, (text.rstrip("\r\n") if ends else text), ends
 
 
 def iter_text_documents(f: SourceFile, on_bytes: ProgressFn | None = None

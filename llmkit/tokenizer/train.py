@@ -10,7 +10,6 @@ tokenizer does not need every line to be useful.
 
 from __future__ import annotations
 
-import codecs
 import json
 import logging
 import os
@@ -21,7 +20,14 @@ from pathlib import Path
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from llmkit.data.sources import BadLine, SourceFile, file_format, iter_jsonl_documents
+from llmkit.data.sources import (
+    BadLine,
+    NotUtf8,
+    SourceFile,
+    file_format,
+    iter_jsonl_documents,
+    utf8_pieces,
+)
 from llmkit.errors import TokenizerError
 from llmkit.fsutil import atomic_write_text
 from llmkit.tokenizer.core import (
@@ -206,34 +212,22 @@ def _check_collisions(specials: tuple[str, ...], tokens: set[str] | frozenset[st
 def _text_pieces(path: Path) -> Iterator[str]:
     """A plain text file's text, newlines included, in pieces of at most `_BATCH_CHARS`
     bytes (a file with one huge line is read in pieces too: a word cut in two barely
-    changes the merges). A UTF-8 byte-order mark at the start is not text and is dropped.
+    changes the merges), a byte-order mark dropped (`data.sources.utf8_pieces`).
 
     Bytes are decoded piece by piece, so an error names the line that holds the bad byte
     (a text-mode file decodes ahead of what it hands out: its error came lines early).
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1  # the line the next piece starts on
-    with path.open("rb") as fh:
-        raw = fh.readline(_BATCH_CHARS)
-        if raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
-        while raw:
-            try:
-                text = decoder.decode(raw)
-            except UnicodeDecodeError as e:
-                raise TokenizerError(
-                    f"{path}:{line} is not UTF-8 text (byte 0x{raw[e.start]:02x}: {e.reason}); "
-                    "convert the file to UTF-8 or remove it from data.train") from None
-            if text:
-                yield text
-            line += raw.endswith(b"\n")
-            raw = fh.readline(_BATCH_CHARS)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise TokenizerError(f"{path}:{line} is not UTF-8 text (it ends inside a "
-                                 "character); convert the file to UTF-8 or remove it from "
-                                 "data.train") from None
+    for line, text, _ in utf8_pieces(path, _BATCH_CHARS):
+        if isinstance(text, NotUtf8):
+            if text.byte is None:
+                raise TokenizerError(f"{path}:{line} is not UTF-8 text (it ends inside a "
+                                     "character); convert the file to UTF-8 or remove it "
+                                     "from data.train")
+            raise TokenizerError(
+                f"{path}:{line} is not UTF-8 text (byte 0x{text.byte:02x}: {text.reason}); "
+                "convert the file to UTF-8 or remove it from data.train")
+        if text:
+            yield text
 
 
 @dataclass
