@@ -291,8 +291,10 @@ def utf8_pieces(path: Path, max_bytes: int, on_bytes: ProgressFn | None = None
             try:
                 text = decoder.decode(raw, final=ends)
             except UnicodeDecodeError as e:
+                # e.object is the bytes held over from the last piece, then this piece.
                 bad = True
-                yield lineno, NotUtf8(raw[e.start], column + e.start, e.reason), True
+                at = column - (len(e.object) - len(raw)) + e.start
+                yield lineno, NotUtf8(e.object[e.start], at, e.reason), True
                 continue
             column += len(raw)
             yield lineno, text, ends

@@ -124,3 +124,19 @@ def test_a_json_line_too_long_to_parse_is_skipped_and_reported(
     assert [(b.source, b.kind) for b in bad] == [("data/train.jsonl:6", "line too long")]
     assert len(items) == 21 and all(len(i.text) < 100 for i in items
                                     if isinstance(i, sources.Document))
+
+
+def test_a_bad_byte_held_over_from_the_last_piece_is_named(tmp_path) -> None:
+    # A line is decoded in pieces; a piece may end inside what looks like a character,
+    # and the byte that breaks it comes in the next piece. The error must name the byte
+    # and column in the line, not in the next piece (that named the wrong byte, or failed
+    # with an IndexError).
+    from llmkit.data.sources import NotUtf8, utf8_pieces
+
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"ab\xe9cd\n")  # Latin-1 "abécd": \xe9 ends the first 3-byte piece
+    assert list(utf8_pieces(path, 3)) == [
+        (1, "ab", False), (1, NotUtf8(0xE9, 2, "invalid continuation byte"), True)]
+    path.write_bytes("ab\U0001f600".encode() + b"\x80\n")  # an emoji cut by the piece end,
+    assert list(utf8_pieces(path, 5)) == [  # then a stray continuation byte
+        (1, "ab", False), (1, NotUtf8(0x80, 6, "invalid start byte"), True)]
