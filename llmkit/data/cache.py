@@ -220,6 +220,8 @@ def stale_reason(cfg: Config, tok: Tokenizer,
     for key, value in cache_keys(cfg).items():
         if key not in old_keys or old_keys[key] != value:
             return f"{key} changed {old_keys.get(key)} -> {value}"
+    # The loop compared config["project.task"]; the files are named by meta["task"], and
+    # a hand-edited meta.json can hold two different tasks.
     if meta["task"] != cfg.project.task:
         return f"project.task changed {meta['task']} -> {cfg.project.task}"
     if problem := data_file_problem(folder, meta):

@@ -66,22 +66,23 @@ class DataReport:
     @property
     def bytes_per_token(self) -> float | None:
         """Text bytes per text token in train (specials left out of the count)."""
-        specials = self.documents_train * (2 if self.task == "span" else 1)
-        text_tokens = self.tokens_train - specials
-        return self.bytes_train / text_tokens if text_tokens > 0 else None
-
-    def _windows_per_example(self) -> str:
-        examples = self.documents_train + self.documents_val
-        windows = (self.windows_train or 0) + (self.windows_val or 0)
-        return f"{windows / examples:.2f} per example" if examples else "no example"
+        return self._bytes_per_token(self.bytes_train, self.tokens_train, self.documents_train)
 
     @property
     def val_bytes_per_token(self) -> float | None:
         """Text bytes per text token in validation: bits per token over this is bits per
         byte (specials left out, as in `bytes_per_token`)."""
-        specials = self.documents_val * (2 if self.task == "span" else 1)
-        text_tokens = self.tokens_val - specials
-        return self.bytes_val / text_tokens if text_tokens > 0 else None
+        return self._bytes_per_token(self.bytes_val, self.tokens_val, self.documents_val)
+
+    def _bytes_per_token(self, n_bytes: int, tokens: int, documents: int) -> float | None:
+        specials = documents * (2 if self.task == "span" else 1)
+        text_tokens = tokens - specials
+        return n_bytes / text_tokens if text_tokens > 0 else None
+
+    def _windows_per_example(self) -> str:
+        examples = self.documents_train + self.documents_val
+        windows = (self.windows_train or 0) + (self.windows_val or 0)
+        return f"{windows / examples:.2f} per example" if examples else "no example"
 
     @property
     def vocab_use(self) -> float:
