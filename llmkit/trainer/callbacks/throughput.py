@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
+from llmkit.precision import matmul_dtype as matmul_dtype  # standard.py imports it from here
 from llmkit.trainer.callbacks.steps import OptimizerSteps
 
 # Dense peak FLOP/s (vendor data sheets, without sparsity) of GPUs that Lightning's table
@@ -16,15 +17,6 @@ from llmkit.trainer.callbacks.steps import OptimizerSteps
 FALLBACK_PEAK_FLOPS: dict[str, dict[torch.dtype, float]] = {
     "H200": {torch.bfloat16: 989.4e12, torch.float16: 989.4e12, torch.float32: 494.7e12},
 }
-
-
-def matmul_dtype(precision: str) -> torch.dtype:
-    """The dtype the matmuls of a Lightning precision setting run in."""
-    if precision.startswith("bf16"):
-        return torch.bfloat16
-    if precision.startswith("16"):
-        return torch.float16
-    return torch.float32
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
