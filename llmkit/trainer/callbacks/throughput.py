@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 
-from llmkit.precision import matmul_dtype as matmul_dtype  # standard.py imports it from here
 from llmkit.trainer.callbacks.steps import OptimizerSteps
 
 # Dense peak FLOP/s (vendor data sheets, without sparsity) of GPUs that Lightning's table
