@@ -70,7 +70,7 @@ def shape_diffs(meta: dict[str, Any], gpt: GPTConfig, keys: tuple[str, ...],
             for k in keys if recorded.get(k, _OLD_DEFAULTS.get(k)) != mine[k]]
 
 
-def check_tokenizer(meta: dict[str, Any], tok: Tokenizer, source: Path, *,
+def check_tokenizer(meta: dict[str, Any], tok: Tokenizer, source: str | Path, *,
                     name: str | Path | None = None,
                     then: str = "use the tokenizer the checkpoint was trained with, or train "
                                 "a new model with `llmkit train` (without --resume)") -> None:
