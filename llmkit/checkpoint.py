@@ -70,16 +70,30 @@ def shape_diffs(meta: dict[str, Any], gpt: GPTConfig, keys: tuple[str, ...],
             for k in keys if recorded.get(k, _OLD_DEFAULTS.get(k)) != mine[k]]
 
 
-def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tokenizer,
-                     source: Path) -> None:
-    """Raise if a checkpoint's recorded tokenizer, task or model shape differs from ours."""
+def check_tokenizer(meta: dict[str, Any], tok: Tokenizer, source: str | Path, *,
+                    name: str | Path | None = None,
+                    then: str = "use the tokenizer the checkpoint was trained with, or train "
+                                "a new model with `llmkit train` (without --resume)") -> None:
+    """Raise VocabMismatchError if the checkpoint `source` (its `meta`) was trained with
+    another tokenizer than `tok` (by hash and vocabulary size).
+
+    Args:
+        name: how the message names `tok`'s file (default: its path).
+        then: what the message tells the user to do next.
+    """
     if meta.get("vocab_size") != tok.vocab_size or meta.get("tokenizer_hash") != tok.hash:
         raise VocabMismatchError(
             f"{source} was trained with a tokenizer of vocab size {meta.get('vocab_size')} "
-            f"(hash {str(meta.get('tokenizer_hash'))[:12]}), but {cfg.tokenizer.path} has vocab "
-            f"size {tok.vocab_size} (hash {tok.hash[:12]}); use the tokenizer the checkpoint "
-            f"was trained with, or train a new model with `llmkit train` (without --resume)"
+            f"(hash {str(meta.get('tokenizer_hash'))[:12]}), but "
+            f"{tok.path if name is None else name} has vocab size {tok.vocab_size} "
+            f"(hash {tok.hash[:12]}); {then}"
         )
+
+
+def check_compatible(meta: dict[str, Any], cfg: Config, gpt: GPTConfig, tok: Tokenizer,
+                     source: Path) -> None:
+    """Raise if a checkpoint's recorded tokenizer, task or model shape differs from ours."""
+    check_tokenizer(meta, tok, source, name=cfg.tokenizer.path)
     if meta.get("task") != cfg.project.task:
         raise CheckpointError(f"{source} is a {meta.get('task')} checkpoint but the project "
                               f"task is {cfg.project.task}")

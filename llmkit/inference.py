@@ -21,6 +21,7 @@ from llmkit.errors import CheckpointError, LlmkitError
 from llmkit.models.from_config import gpt_config
 from llmkit.models.gpt import CausalLM, GPTConfig
 from llmkit.models.span import SpanModel
+from llmkit.precision import matmul_dtype, resolve_precision
 from llmkit.tokenizer import Tokenizer
 from llmkit.vocab_sync import sync_vocab
 
@@ -105,9 +106,8 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
     """
     if device.type != "cuda":
         return torch.float32
-    bf16 = precision.startswith("bf16") or (precision == "auto"
-                                             and torch.cuda.is_bf16_supported())
-    return torch.bfloat16 if bf16 else torch.float32
+    dtype = matmul_dtype(resolve_precision(precision))
+    return dtype if dtype == torch.bfloat16 else torch.float32
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

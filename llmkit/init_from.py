@@ -21,9 +21,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmkit.checkpoint import SHAPE_KEYS, find_checkpoint, load_checkpoint, shape_diffs
+from llmkit.checkpoint import (
+    SHAPE_KEYS,
+    check_tokenizer,
+    find_checkpoint,
+    load_checkpoint,
+    shape_diffs,
+)
 from llmkit.config import CONFIG_NAME, Config, load_config
-from llmkit.errors import CheckpointError, VocabMismatchError
+from llmkit.errors import CheckpointError
 from llmkit.models import GPT, GPTConfig
 from llmkit.tokenizer import Tokenizer
 
@@ -72,7 +78,9 @@ def init_trunk(trunk: GPT, cfg: Config, tok: Tokenizer) -> str:
     if meta.get("task") != "lm":
         raise CheckpointError(f"model.init_from: {path} is a {meta.get('task')} checkpoint; "
                               f"a span trunk starts from a language model (task lm)")
-    _check_tokenizer(meta, tok, path, cfg)
+    check_tokenizer(meta, tok, f"model.init_from: {path}", name=cfg.tokenizer.path,
+                    then="the token ids would mean different things: copy the LM project's "
+                         "tokenizer/ files into this project (the data cache is then rebuilt)")
     _check_shape(meta, trunk.config, path)
     state = {k[len(_TRUNK_PREFIX):]: v for k, v in ckpt["state_dict"].items()
              if k.startswith(_TRUNK_PREFIX)}
@@ -81,17 +89,6 @@ def init_trunk(trunk: GPT, cfg: Config, tok: Tokenizer) -> str:
     at = f" (step {step})" if step is not None else ""
     return (f"model.init_from: trunk weights from {path}{at}; span head initialised fresh, "
             f"attention bidirectional")
-
-
-def _check_tokenizer(meta: dict[str, Any], tok: Tokenizer, path: Path, cfg: Config) -> None:
-    theirs = str(meta.get("tokenizer_hash"))
-    if theirs != tok.hash:
-        raise VocabMismatchError(
-            f"model.init_from: {path} was trained with a tokenizer of hash {theirs[:12]} "
-            f"({meta.get('vocab_size')} tokens, {meta.get('tokenizer_path')}), this project's "
-            f"{cfg.tokenizer.path} has hash {tok.hash[:12]} ({tok.vocab_size} tokens); the "
-            f"token ids would mean different things: copy the LM project's tokenizer/ files "
-            f"into this project (the data cache is then rebuilt)")
 
 
 def _check_shape(meta: dict[str, Any], ours: GPTConfig, path: Path) -> None:

@@ -28,6 +28,7 @@ from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.errors import LlmkitError
 from llmkit.metrics.lm import bits_per_token, perplexity
+from llmkit.precision import matmul_dtype, resolve_precision
 from llmkit.tokenizer import check_token_ids
 
 try:
@@ -163,7 +164,7 @@ def run_smoke(cfg: Config, batch_size: int = 4, seq_len: int | None = None,
         TokenIdError: an id outside the vocabulary (never clamped).
     """
     from llmkit.sizing import model_params
-    from llmkit.trainer.build import build_module, resolve_precision
+    from llmkit.trainer.build import build_module
     from llmkit.vocab_sync import ensure_tokenizer
 
     block = cfg.model.block_size
@@ -304,11 +305,8 @@ def _uniform_span_ce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
     """The autocast that training uses for `precision` (none for 32-bit)."""
-    if precision.startswith("bf16"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision.startswith("16"):
-        return torch.autocast(device.type, dtype=torch.float16)
-    return nullcontext()
+    dtype = matmul_dtype(precision)
+    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 class _PeakMemory:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmkit import __version__
-from llmkit.errors import LlmkitError, VocabMismatchError
+from llmkit.checkpoint import check_tokenizer
+from llmkit.errors import LlmkitError
 from llmkit.export.architectures import choose
 from llmkit.export.card import model_card, training_record
 from llmkit.export.span import span_config, span_tensors
@@ -46,7 +47,9 @@ def export_model(trained: Trained, out: Path, *, force: bool = False) -> ExportR
     """
     from safetensors.torch import save_file
 
-    _check_tokenizer(trained)
+    # load_model checked this already; a Trained built or changed elsewhere may not be
+    check_tokenizer(trained.meta, trained.tok, trained.path,
+                    then="export needs the tokenizer the model was trained with")
     gpt = trained.gpt
     arch = choose(gpt) if gpt.causal else None  # refuse before writing anything
     report = _data_report(trained)
@@ -78,17 +81,6 @@ def export_model(trained: Trained, out: Path, *, force: bool = False) -> ExportR
         atomic_write_text(tmp / "README.md", card)
         files += ["model.safetensors", "config.json", "README.md"]
     return ExportResult(out=out, files=files, hf_class=arch.hf_class if arch else None)
-
-
-def _check_tokenizer(trained: Trained) -> None:
-    """The checkpoint must have been trained with the tokenizer that is being exported."""
-    meta, tok = trained.meta, trained.tok
-    if meta.get("tokenizer_hash") != tok.hash or meta.get("vocab_size") != tok.vocab_size:
-        raise VocabMismatchError(
-            f"{trained.path} was trained with tokenizer hash "
-            f"{str(meta.get('tokenizer_hash'))[:12]} (vocab {meta.get('vocab_size')}), but "
-            f"{tok.path} has hash {tok.hash[:12]} (vocab {tok.vocab_size}); export needs the "
-            f"tokenizer the model was trained with")
 
 
 def _data_report(trained: Trained):  # -> DataReport | None

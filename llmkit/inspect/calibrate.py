@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from llmkit.inspect.health import Thresholds, early_and_checked
-from llmkit.inspect.numerics import entropy_bits, log_probs, norm
+from llmkit.inspect.numerics import entropy_bits, l2, log_probs, norm
 from llmkit.models import CausalLM
 
 
@@ -65,14 +65,14 @@ def calibrate(model: CausalLM, batches: Iterable[torch.Tensor], base: Thresholds
             logp = log_probs(model.logits(out.x[:, 1:]))  # (B, T - 1, V)
             shares.append((entropy_bits(logp) / math.log2(logp.size(-1))).flatten())
             if len(checked):
-                l2 = torch.stack([norm(h[:, 1:]) for h in out.hidden])  # (L + 1, B, T - 1)
-                base_l2 = l2[: early + 1].amax(dim=0)  # embedding and the early blocks
-                mid = l2[1 + checked.start: 1 + checked.stop].amax(dim=0)
+                layer_l2 = torch.stack([norm(h[:, 1:]) for h in out.hidden])  # (L + 1, B, T - 1)
+                base_l2 = layer_l2[: early + 1].amax(dim=0)  # embedding and the early blocks
+                mid = layer_l2[1 + checked.start: 1 + checked.stop].amax(dim=0)
                 ratios.append((mid / base_l2).flatten())
             final = out.x[:, 1:].float()  # (B, T - 1, C)
             for p in range(1, base.loop_period + 1):
                 if final.size(1) > p:
-                    gap = norm(final[:, p:] - final[:, :-p]) / norm(final[:, p:])
+                    gap = l2(final[:, p:], final[:, :-p]) / norm(final[:, p:])
                     dists.append(gap.flatten())
             windows += x.size(0)
             positions += x.size(0) * (x.size(1) - 1)

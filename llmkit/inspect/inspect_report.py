@@ -143,9 +143,12 @@ def validate_inspect_report(report: Any) -> int:
     return version
 
 
-def upgrade(report: dict[str, Any]) -> dict[str, Any]:
-    """A valid report of any known version, as the current version."""
-    version = validate_inspect_report(report)
+def upgrade(report: dict[str, Any], version: int) -> dict[str, Any]:
+    """A report of any known version, as the current version.
+
+    `version` is what `validate_inspect_report` returned for it: the report is validated
+    there, not again here; each upgraded version is validated as it is made.
+    """
     while version < VERSION:
         report = UPGRADES[version](report)
         version += 1
@@ -168,7 +171,7 @@ def read_inspect_report(path: Path) -> tuple[dict[str, Any], int]:
         raise ReportError(f"{path}: not strict JSON ({e})") from None
     try:
         version = validate_inspect_report(report)
-        return upgrade(report), version
+        return upgrade(report, version), version
     except ReportError as e:
         raise ReportError(f"{path}: {e}") from None
 

@@ -40,6 +40,7 @@ from llmkit.inspect.numerics import (
     cosine,
     entropy_bits,
     finite_or_none,
+    l2,
     log_probs,
     norm,
 )
@@ -129,7 +130,7 @@ def _lag_distance(final: torch.Tensor, recent: deque[torch.Tensor]) -> torch.Ten
     if not recent:
         return torch.zeros(0, device=final.device)
     back = torch.stack(list(recent))  # (P, C)
-    return norm(final - back) / norm(final)
+    return l2(final, back) / norm(final)
 
 
 def reduce_pass(out: TrunkOutput, logits: torch.Tensor, first_query: int,

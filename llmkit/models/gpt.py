@@ -237,7 +237,7 @@ class SelfAttention(nn.Module):
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T)
             if attn_mask is not None:
                 att = att.masked_fill(~attn_mask, float("-inf"))
-            elif self.causal:
+            elif self.causal and T == k.size(-2):  # else one new token: it sees every key
                 allowed = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
                 att = att.masked_fill(~allowed, float("-inf"))
             att = F.softmax(att, dim=-1)
@@ -248,8 +248,9 @@ class SelfAttention(nn.Module):
                 q, k, v,
                 attn_mask=attn_mask,
                 dropout_p=self.dropout if self.training else 0.0,
-                # with an explicit mask the causal part is already folded into it
-                is_causal=self.causal and attn_mask is None,
+                # with an explicit mask the causal part is already folded into it; one new
+                # token after a cache (T == 1 < keys) may see every key
+                is_causal=self.causal and attn_mask is None and T == k.size(-2),
             )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads: (B, T, C)
         return self.resid_dropout(self.c_proj(y))
@@ -443,9 +444,10 @@ class GPT(nn.Module):
     def _cached_attn_mask(start: int, T: int, device: torch.device) -> torch.Tensor | None:
         """Queries at positions start..start+T-1 may see keys 0..their own position.
 
-        From an empty cache that is the plain causal mask, which SDPA makes itself (None).
+        From an empty cache that is the plain causal mask, which SDPA makes itself; one new
+        token after the cache may see every key: no mask either (None).
         """
-        if start == 0:
+        if start == 0 or T == 1:
             return None
         allowed = torch.ones(T, start + T, dtype=torch.bool, device=device)
         return allowed.tril(diagonal=start)[None, None]  # (1, 1, T, start + T)

@@ -17,6 +17,7 @@ from llmkit.config import Config
 from llmkit.errors import ConfigError
 from llmkit.models import CausalLM, GPTConfig, SpanModel
 from llmkit.models.from_config import gpt_config
+from llmkit.precision import resolve_precision
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.callbacks.progress import LossBar
 from llmkit.trainer.checkpoint_io import AtomicCheckpointIO
@@ -51,15 +52,6 @@ def flops_per_token(gpt: GPTConfig) -> float:
         model = CausalLM(gpt) if gpt.causal else SpanModel(gpt)
     matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     return 6 * matmul + 12 * gpt.n_layer * gpt.n_embd * gpt.block_size
-
-
-def resolve_precision(precision: str) -> str:
-    """`auto`: bf16-mixed on a GPU that supports it, else 32-bit."""
-    if precision == "auto":
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bf16-mixed"
-        return "32-true"
-    return "32-true" if precision == "32" else precision
 
 
 def val_batch_limit(cfg: Config) -> int | float:

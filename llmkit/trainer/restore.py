@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.inference import load_model
@@ -25,7 +27,8 @@ def load_trained(cfg: Config, checkpoint: Path | None = None,
     before any weight is loaded); it is read with `weights_only=True`.
     """
     trained = load_model(cfg, checkpoint, log=log)
-    module = build_module(trained.cfg, trained.tok)
-    module.model.load_state_dict(trained.model.state_dict())
+    with torch.device("meta"):  # no memory, no random init: the loaded model takes its place
+        module = build_module(trained.cfg, trained.tok)
+    module.model = trained.model
     module.eval()
     return trained.cfg, trained.tok, module, trained.path

@@ -11,9 +11,10 @@ import torch
 
 from llmkit.config import TrainingConfig
 from llmkit.models import CausalLM, GPTConfig
+from llmkit.precision import matmul_dtype
 from llmkit.trainer.build import flops_per_token
 from llmkit.trainer.callbacks import throughput
-from llmkit.trainer.callbacks.throughput import matmul_dtype, peak_flops
+from llmkit.trainer.callbacks.throughput import peak_flops
 from llmkit.trainer.optim import (
     MuonAdamW,
     build_optimizer,

@@ -65,3 +65,34 @@ def test_at_most_one_loss_conversion_per_optimizer_step(
     # The NaN guard: one check per optimizer step, and one weight check before the final
     # checkpoint is written.
     assert counting.bools == STEPS + 1
+
+
+class _Losses(L.Callback):
+    """Each optimizer step's micro-batch losses (as computed, before Lightning divides by
+    the accumulation factor), by the 0-based index of the step."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, list[float]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step - 1 if (batch_idx + 1) % ACCUM == 0 else trainer.global_step
+        loss = outputs["loss"].detach().double() * ACCUM
+        self.by_step.setdefault(step, []).append(float(loss))
+
+
+def test_logged_train_loss_is_the_steps_mean_micro_batch_loss(
+        tiny_project: Callable[..., Config], read_events) -> None:
+    far = 10 * STEPS
+    cfg = tiny_project(config={
+        "training": {"max_steps": STEPS, "grad_accum": ACCUM, "batch_size": 2,
+                     "val_every_steps": far, "checkpoint_every_steps": far},
+        "logging": {"log_every_steps": 3, "sample_every_steps": far,
+                    "health_every_steps": far}})
+    losses = _Losses()
+    train(cfg.root, log=lambda _: None, progress=False, extra_callbacks=[losses])
+    logged = read_events(cfg.root / "runs" / cfg.project.name / "version_0")
+    got = logged.scalars("train/loss")
+    assert [s for s, _ in got] == [2, 5]  # the 3rd and 6th optimizer steps
+    for step, value in got:
+        want = sum(losses.by_step[step]) / ACCUM
+        assert value == pytest.approx(want, rel=1e-6)

@@ -38,11 +38,13 @@ class TrainLoss(L.Callback):
         self.value: float | None = None
         self._sum: torch.Tensor | None = None  # on the device: this step's losses so far
         self._count = 0
+        self._keep = False  # the step in progress is one that gets logged
         self._steps = OptimizerSteps()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
                              batch: Any, batch_idx: int) -> None:
         self._steps.batch_started(trainer)
+        self._keep = (trainer.global_step + 1) % self.log_every_steps == 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -52,10 +54,9 @@ class TrainLoss(L.Callback):
 
     def _add(self, trainer: L.Trainer, outputs: Any) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor):
-            return  # a skipped batch
-        # Lightning hands back the loss divided by the accumulation factor; undo it.
-        value = loss.detach().float() * trainer.accumulate_grad_batches
+        if not self._keep or not isinstance(loss, torch.Tensor):
+            return  # a step that is not logged, or a skipped batch
+        value = loss.detach().float()
         self._sum = value if self._sum is None else self._sum + value
         self._count += 1
 
@@ -64,7 +65,9 @@ class TrainLoss(L.Callback):
         self._sum, self._count = None, 0
         if total is None or trainer.global_step % self.log_every_steps:
             return
-        self.value = float(total / count)  # this is a CPU-GPU sync point (once per interval)
+        # Lightning hands back each loss divided by the accumulation factor; undo it.
+        mean = total / count * trainer.accumulate_grad_batches
+        self.value = float(mean)  # this is a CPU-GPU sync point (once per interval)
         for logger in trainer.loggers:  # rank zero only (the loggers see to that)
             logger.log_metrics({"train/loss": self.value}, step=trainer.global_step - 1)
 

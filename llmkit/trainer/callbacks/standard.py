@@ -10,6 +10,7 @@ import lightning as L
 from llmkit.config import Config
 from llmkit.console import Log
 from llmkit.models import GPTConfig
+from llmkit.precision import matmul_dtype
 from llmkit.sizing import model_params
 from llmkit.tokenizer import Tokenizer
 from llmkit.trainer.build import flops_per_token, resolve_precision
@@ -20,7 +21,7 @@ from llmkit.trainer.callbacks.overfit import OverfitMonitor
 from llmkit.trainer.callbacks.progress import TrainLoss
 from llmkit.trainer.callbacks.samples import LMSamples, SpanSamples
 from llmkit.trainer.callbacks.tensorboard import TensorBoardLayout
-from llmkit.trainer.callbacks.throughput import Throughput, matmul_dtype
+from llmkit.trainer.callbacks.throughput import Throughput
 
 
 @dataclass(frozen=True)

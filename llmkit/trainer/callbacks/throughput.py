@@ -18,15 +18,6 @@ FALLBACK_PEAK_FLOPS: dict[str, dict[torch.dtype, float]] = {
 }
 
 
-def matmul_dtype(precision: str) -> torch.dtype:
-    """The dtype the matmuls of a Lightning precision setting run in."""
-    if precision.startswith("bf16"):
-        return torch.bfloat16
-    if precision.startswith("16"):
-        return torch.float16
-    return torch.float32
-
-
 def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
     """The device's peak FLOP/s for matmuls in `dtype`, or None where nobody knows it.
 
