@@ -18,7 +18,7 @@ import torch
 from llmkit.data.spans import SpanExample, collate_spans
 from llmkit.data.windows import SpanAnswer, Window, best_spans, window_candidates
 from llmkit.metrics.spans import score_spans
-from llmkit.models import SpanModel, decode_spans
+from llmkit.models import SpanModel, decode_spans, span_loss
 
 Candidate = tuple[int, tuple[int, int] | None, float]  # (example, char span, margin)
 
@@ -68,6 +68,18 @@ def predict_examples(model: SpanModel, examples: Sequence[SpanExample], *, block
         start_logits, end_logits = model(batch["ids"].to(device), batch["mask"].to(device))
         candidates += window_spans(start_logits, end_logits, batch, part, max_span_tokens)
     return best_spans(candidates, len(examples), nospan_threshold)
+
+
+def validate_batch(model: SpanModel, batch: dict[str, Any], max_span_tokens: int
+                   ) -> tuple[torch.Tensor, list[tuple[int, Candidate]]]:
+    """One validation batch (`collate_val_spans`, on the model's device): the span loss
+    summed over its windows (a tensor: no device sync), and each window's candidate keyed
+    by its index in the validation set. `SpanModule` and `llmkit eval` both call it."""
+    start_logits, end_logits = model(batch["ids"], batch["mask"])
+    loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
+    rows = batch["windows"]  # the batch's windows and their dataset indices
+    found = window_spans(start_logits, end_logits, batch, rows.windows, max_span_tokens)
+    return loss.detach() * batch["ids"].size(0), list(zip(rows.indices, found, strict=True))
 
 
 @dataclass

@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader
 
 from llmkit.config import Config
 from llmkit.console import Log
-from llmkit.data.lm import LMValWindows
 from llmkit.data.prepare import prepare_data
 from llmkit.data.spans import SpanDataset, collate_val_spans
+from llmkit.data.validation import validation_set
 from llmkit.inference import autocast, inference_dtype, load_model, resolve_device
-from llmkit.metrics.lm import bits_per_token, perplexity
-from llmkit.models import CausalLM, SpanModel, span_loss
-from llmkit.span_decode import score_validation, window_spans
+from llmkit.metrics.lm import validation_metrics
+from llmkit.models import CausalLM, SpanModel
+from llmkit.span_decode import score_validation, validate_batch
 
 
 def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto",
@@ -44,20 +44,15 @@ def evaluate(cfg: Config, checkpoint: Path | None = None, *, device: str = "auto
     model = trained.model.to(dev)
     batch_size = cfg.training.batch_size
     assert batch_size is not None  # filled from the size preset
+    dataset = validation_set(cfg, prepared, tok.vocab_size)  # the windows training scores
     with torch.no_grad(), autocast(dev, inference_dtype(cfg.training.precision, dev)):
         if isinstance(model, CausalLM):
-            windows = LMValWindows(prepared.val, cfg.model.block_size,
-                                   cfg.training.val_batches * batch_size,
-                                   vocab_size=tok.vocab_size)
-            metrics = _lm_metrics(model, DataLoader(windows, batch_size=batch_size), dev)
+            metrics = _lm_metrics(model, DataLoader(dataset, batch_size=batch_size), dev)
             per_token = prepared.report.val_bytes_per_token
             if metrics["val/loss"] is not None and per_token:
                 metrics["val/bits_per_byte"] = metrics["val/bits_per_token"] / per_token
         else:
-            # Every validation example (or span.val_examples of them), as training does.
-            dataset = SpanDataset(prepared.val, cfg.model.block_size, cfg.data.window_stride,
-                                  vocab_size=tok.vocab_size,
-                                  max_examples=cfg.span.val_examples, seed=cfg.project.seed)
+            assert isinstance(dataset, SpanDataset)
             loader = DataLoader(dataset, batch_size=batch_size,
                                 collate_fn=partial(collate_val_spans, pad_id=tok.pad_id))
             metrics = _span_metrics(model, loader, dataset, cfg, dev)
@@ -75,28 +70,23 @@ def _lm_metrics(model: CausalLM, loader: DataLoader, device: torch.device) -> di
         _, loss = model(x.to(device), y.to(device))
         total += loss.double() * y.numel()
         count += y.numel()
-    ce = float(total) / max(count, 1)  # this is a CPU-GPU sync point (once)
-    return {"val/loss": ce, "val/ppl": perplexity(ce), "val/bits_per_token": bits_per_token(ce)}
+    return validation_metrics(float(total) / max(count, 1))  # a CPU-GPU sync point (once)
 
 
 def _span_metrics(model: SpanModel, loader: DataLoader, dataset: SpanDataset, cfg: Config,
                   device: torch.device) -> dict[str, Any]:
-    """The span task's validation: loss over every window, then one answer per example
-    scored against the gold spans (the same functions as `SpanModule`'s validation), and
-    how many examples and windows were scored."""
-    loss_sum = 0.0
+    """The span task's validation, batch by batch as `SpanModule` does it (loss over every
+    window, then one answer per example scored against the gold spans), and how many
+    examples and windows were scored."""
+    loss_sum = torch.zeros((), device=device)
     candidates = {}
     for batch in loader:
-        ids, mask = batch["ids"].to(device), batch["mask"].to(device)
-        start_logits, end_logits = model(ids, mask)
-        loss = span_loss(start_logits, end_logits, batch["start"].to(device),
-                         batch["end"].to(device), mask)
-        loss_sum += float(loss) * ids.size(0)  # this is a CPU-GPU sync point (once a batch)
-        rows = batch["windows"]
-        found = window_spans(start_logits, end_logits, batch, rows.windows,
-                             cfg.span.max_span_tokens)
-        candidates.update(zip(rows.indices, found, strict=True))
-    result = score_validation(candidates, loss_sum, dataset.examples,
+        on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                     for k, v in batch.items()}
+        batch_loss, found = validate_batch(model, on_device, cfg.span.max_span_tokens)
+        loss_sum += batch_loss
+        candidates.update(found)
+    result = score_validation(candidates, float(loss_sum), dataset.examples,  # one sync
                               cfg.span.nospan_threshold)
     return {**result.metrics, "val_examples": result.counts["examples"],
             "val_windows": result.counts["windows"]}

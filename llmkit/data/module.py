@@ -29,6 +29,7 @@ from llmkit.data.spans import (
     collate_spans,
     collate_val_spans,
 )
+from llmkit.data.validation import validation_set
 from llmkit.tokenizer import Tokenizer
 
 
@@ -63,21 +64,14 @@ class LlmkitDataModule(L.LightningDataModule):
             return
         self.prepared = load_prepared(self.cfg, self.tok)
         vocab = self.tok.vocab_size
+        self.val_set = validation_set(self.cfg, self.prepared, vocab)
         if self.cfg.project.task == "lm":
-            n_windows = self.cfg.training.val_batches * self._batch_size
-            self.val_set = LMValWindows(self.prepared.val, self.cfg.model.block_size, n_windows,
-                                        vocab_size=vocab)
             # Once here: a cache too short for one window, or with an id out of range, fails
             # at setup rather than in a DataLoader worker.
             self._lm_train(start_batch=0, vocab_size=vocab)
         else:
             block, stride = self.cfg.model.block_size, self.cfg.data.window_stride
             self.train_set = SpanDataset(self.prepared.train, block, stride, vocab_size=vocab)
-            # Every validation example is scored unless span.val_examples caps it (then a
-            # seeded random choice, not the first examples of the file).
-            self.val_set = SpanDataset(self.prepared.val, block, stride, vocab_size=vocab,
-                                       max_examples=self.cfg.span.val_examples,
-                                       seed=self.cfg.project.seed)
 
     @property
     def _batch_size(self) -> int:

@@ -20,6 +20,13 @@ def _as_nats(value: float, name: str) -> float:
     return value
 
 
+def validation_metrics(mean_ce_nats: float) -> dict[str, float]:
+    """`val/loss`, `val/ppl` and `val/bits_per_token` of a mean validation cross-entropy:
+    what training logs and `llmkit eval` prints."""
+    return {"val/loss": mean_ce_nats, "val/ppl": perplexity(mean_ce_nats),
+            "val/bits_per_token": bits_per_token(mean_ce_nats)}
+
+
 def bits_per_token(mean_ce_nats: float) -> float:
     """Mean cross-entropy per token in bits: `mean_ce_nats / ln 2`.
 

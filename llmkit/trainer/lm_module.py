@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from llmkit.config import Config
-from llmkit.metrics.lm import bits_per_token, perplexity
+from llmkit.metrics.lm import validation_metrics
 from llmkit.models import CausalLM, GPTConfig
 from llmkit.trainer.task import TaskModule
 
@@ -56,7 +56,5 @@ class LMModule(TaskModule):
         ce = float(total / count.clamp_min(1.0))
         # Every rank holds the same numbers now; sync_dist averages them (a no-op) and
         # keeps Lightning from warning that epoch-level metrics are not synchronised.
-        self.log_dict({"val/loss": ce, "val/ppl": perplexity(ce),
-                       "val/bits_per_token": bits_per_token(ce)}, prog_bar=False,
-                      sync_dist=True)
+        self.log_dict(validation_metrics(ce), prog_bar=False, sync_dist=True)
         self.log("val_loss", ce, prog_bar=True, logger=False, sync_dist=True)  # for the bar

@@ -8,7 +8,7 @@ import torch
 
 from llmkit.config import Config
 from llmkit.models import GPTConfig, SpanModel, span_loss
-from llmkit.span_decode import score_validation, window_spans
+from llmkit.span_decode import score_validation, validate_batch
 from llmkit.trainer.task import TaskModule
 
 
@@ -51,14 +51,10 @@ class SpanModule(TaskModule):
         self._val_loss = []
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        start_logits, end_logits = self.model(batch["ids"], batch["mask"])
-        loss = span_loss(start_logits, end_logits, batch["start"], batch["end"], batch["mask"])
-        self._val_loss.append(loss.detach() * batch["ids"].size(0))
         # Every window hands over its best span; the threshold is applied per example.
-        rows = batch["windows"]  # the batch's windows and dataset indices (collate_val_spans)
-        found = window_spans(start_logits, end_logits, batch, rows.windows,
-                             self.cfg.span.max_span_tokens)
-        self._candidates.update(zip(rows.indices, found, strict=True))
+        loss_sum, found = validate_batch(self.model, batch, self.cfg.span.max_span_tokens)
+        self._val_loss.append(loss_sum)
+        self._candidates.update(found)
 
     def on_validation_epoch_end(self) -> None:
         loss_sum = torch.stack(self._val_loss).sum() if self._val_loss else torch.zeros(())
