@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 
 def overrides(options: list[str]) -> list[str]:
@@ -17,3 +19,13 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
     return lines[0]
+
+
+def trained_project(parent: Path, llmkit: Callable[..., subprocess.CompletedProcess],
+                    options: list[str], steps: int = 10) -> Path:
+    """`llmkit new proj` in `parent`, then `llmkit train` for `steps` with these config
+    overrides: a project with real checkpoints and TensorBoard events."""
+    llmkit("new", "proj", cwd=parent)
+    root = parent / "proj"
+    llmkit("train", "--max-steps", str(steps), *overrides(options), cwd=root, timeout=240)
+    return root

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmkit.inspect.inspect_report import read_inspect_report
-from tests.e2e.helpers import overrides
+from tests.e2e.helpers import overrides, trained_project
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,7 @@ PROMPT = "ROMEO: <b>&"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, llmkit) -> Path:
-    parent = tmp_path_factory.mktemp("inspect-e2e")
-    llmkit("new", "proj", cwd=parent)
-    root = parent / "proj"
-    llmkit("train", "--max-steps", "10", *overrides(TRAIN), cwd=root, timeout=240)
-    return root
+    return trained_project(tmp_path_factory.mktemp("inspect-e2e"), llmkit, TRAIN)
 
 
 def test_inspect_json_html_tensorboard(project, llmkit, read_events):

@@ -17,7 +17,7 @@ import torch
 
 from llmkit.inspect.lens_report import validate_lens_report
 from llmkit.inspect.report import loads_strict
-from tests.e2e.helpers import one_line_error, overrides
+from tests.e2e.helpers import one_line_error, overrides, trained_project
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +30,7 @@ LM_TRAIN = [*SHAPE, "training.batch_size=8", "training.warmup_steps=2",
 
 @pytest.fixture(scope="module")
 def lm_project(tmp_path_factory, llmkit) -> Path:
-    parent = tmp_path_factory.mktemp("lens-e2e")
-    llmkit("new", "proj", cwd=parent)
-    root = parent / "proj"
-    llmkit("train", "--max-steps", "10", *overrides(LM_TRAIN), cwd=root, timeout=240)
-    return root
+    return trained_project(tmp_path_factory.mktemp("lens-e2e"), llmkit, LM_TRAIN)
 
 
 def test_training_logs_the_lens_for_every_layer(lm_project, read_events):
